@@ -1,0 +1,40 @@
+"""Defaults and limits, in one place."""
+
+#: SharQ's default key prefix (sharq.conf's ``[redis] key_prefix``).
+DEFAULT_KEY_PREFIX = "sharq_server"
+#: Default queue type of SharQ's API.
+DEFAULT_QUEUE_TYPE = "default"
+#: ms a dequeued job may stay unfinished before requeue() puts it back.
+DEFAULT_JOB_EXPIRE_INTERVAL = 1000
+#: ms between two runs of the background requeuer.
+DEFAULT_JOB_REQUEUE_INTERVAL = 1000
+#: -1: a job is requeued without limit.
+DEFAULT_JOB_REQUEUE_LIMIT = -1
+
+#: Identifiers (queue_type, queue_id, job_id) are 1..100 of these characters.
+IDENTIFIER_MAX_LENGTH = 100
+
+#: Jobs per script call in enqueue_many/finish_many: keeps one call well under a few ms of
+#: Redis time while amortising the round trip.
+DEFAULT_CHUNK_SIZE = 500
+MAX_CHUNK_SIZE = 5000
+#: Script calls sent per round trip in batch operations.
+DEFAULT_PIPELINE_DEPTH = 8
+#: Most jobs one dequeue script call takes; larger counts are split into several calls.
+MAX_DEQUEUE_PER_CALL = 500
+#: Expired jobs handled per requeue script call.
+REQUEUE_BATCH = 500
+
+#: Metrics keep ten one-minute windows.
+METRICS_WINDOWS = 10
+MINUTE_MS = 60_000
+
+#: Written by deep_status(), as SharQ does.
+DEEP_STATUS_KEY = "sharq:deep_status:{prefix}"
+DEEP_STATUS_VALUE = "sharq_deep_status"
+#: The background requeuer's lock. Outside the prefix's namespace on purpose: any
+#: ``prefix:a:b`` key could be the job list of queue type ``a``, queue ``b``.
+REQUEUE_LOCK_KEY = "sharq:requeue_lock:{prefix}"
+
+#: Environment variable that forces the pure-Python core.
+NO_EXTENSIONS_ENV = "SHARQ_FAST_NO_EXTENSIONS"

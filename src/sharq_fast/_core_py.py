@@ -1,0 +1,227 @@
+"""The hot path, in pure Python: validation, payload coding, RESP packing, reply parsing.
+
+``_core_c.pyx`` is its compiled twin with the same functions and the same results, byte
+for byte; ``_core.py`` picks one. Batch requests are packed here into the complete RESP
+bytes of one EVALSHA, so redis-py never re-packs thousands of arguments.
+"""
+
+import re
+from typing import Any, List, Sequence, Tuple
+
+import msgspec
+
+from .exceptions import BadArgumentException
+from .types import Job, JobRequest, UndecodablePayload
+
+_IDENTIFIER = re.compile(r"[A-Za-z0-9_-]{1,100}")
+_JOB_FIELDS = frozenset(("queue_type", "queue_id", "job_id", "payload", "interval", "requeue_limit"))
+_encode = msgspec.msgpack.Encoder().encode
+_decode = msgspec.msgpack.Decoder().decode
+_EXACT_SCALARS = (str, int, float, bool, bytes, type(None))
+
+
+def bad_argument(field: str, index: int, message: str = "has an invalid value.") -> BadArgumentException:
+    """The error for a bad `field`; `index` >= 0 names the job's position in a batch."""
+    text = f"`{field}` {message}"
+    if index >= 0:
+        text = f"job {index}: {text}"
+    return BadArgumentException(text, field=field, index=index if index >= 0 else None)
+
+
+def check_identifier(value: Any, field: str, index: int = -1) -> str:
+    """Return `value` if it is 1..100 characters of A-Z a-z 0-9 _ -, else raise."""
+    if isinstance(value, str) and _IDENTIFIER.fullmatch(value) is not None:
+        return value
+    raise bad_argument(field, index)
+
+
+def check_interval(value: Any, index: int = -1) -> int:
+    """Return `value` if it is an int >= 0 (not a bool), else raise."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    raise bad_argument("interval", index)
+
+
+def check_requeue_limit(value: Any, index: int = -1) -> int:
+    """Return `value` if it is an int >= -1 (not a bool), else raise."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= -1:
+        return value
+    raise bad_argument("requeue_limit", index)
+
+
+def _plain(obj: Any) -> Any:
+    """`obj` with every value msgpack-python accepts turned into a type msgspec encodes the
+    same way; raises TypeError for anything msgpack-python refuses (dates, sets, ...),
+    which msgspec would otherwise encode. Returns `obj` itself when nothing changes."""
+    kind = type(obj)
+    if kind in _EXACT_SCALARS:
+        return obj
+    if kind is dict:
+        changed = False
+        items = []
+        for key, value in obj.items():
+            new_key, new_value = _plain(key), _plain(value)
+            changed = changed or new_key is not key or new_value is not value
+            items.append((new_key, new_value))
+        return dict(items) if changed else obj
+    if kind is list or kind is tuple:
+        new = [_plain(item) for item in obj]
+        if any(a is not b for a, b in zip(new, obj)):
+            return new
+        return obj
+    # Subclasses, as msgpack-python packs them (bool before int: bool is an int).
+    if isinstance(obj, bool):
+        return bool(obj)
+    if isinstance(obj, int):
+        return int(obj)
+    if isinstance(obj, float):
+        return float(obj)
+    if isinstance(obj, str):
+        return str.__str__(obj)
+    if isinstance(obj, (bytes, bytearray, memoryview)):
+        return bytes(obj)
+    if isinstance(obj, dict):
+        return _plain(dict(obj))
+    if isinstance(obj, (list, tuple)):
+        return _plain(list(obj))
+    raise TypeError(f"can not serialize {kind.__name__!r} object")
+
+
+def encode_payload(payload: Any, index: int = -1) -> bytes:
+    """MessagePack bytes of `payload`, identical to msgpack-python's
+    ``packb(payload, use_bin_type=True)``; raises BadArgumentException if it can't."""
+    try:
+        return _encode(_plain(payload))
+    except (TypeError, ValueError, OverflowError, RecursionError) as exc:
+        raise bad_argument("payload", index, f"can not be serialized: {exc}") from None
+
+
+def decode_payload(data: bytes) -> Any:
+    """The payload stored as `data`. Accepts payloads wrapped in one ``"`` on each side
+    (go-sharq, old sharq-server); undecodable bytes come back as UndecodablePayload."""
+    # A plain MessagePack value that starts with 0x22 (the int 34) is that one byte, so
+    # two or more bytes between quotes can only be a wrapped payload.
+    if len(data) >= 2 and data[0] == 0x22 and data[-1] == 0x22:
+        data = data[1:-1]
+    try:
+        return _decode(data)
+    except msgspec.DecodeError:
+        return UndecodablePayload(data)
+
+
+def _arg(value: Any) -> bytes:
+    if isinstance(value, bytes):
+        data = value
+    elif isinstance(value, str):
+        data = value.encode()
+    elif isinstance(value, int):
+        data = b"%d" % value
+    else:
+        raise TypeError(f"can not pack {type(value).__name__!r} as a Redis argument")
+    return b"$%d\r\n%b\r\n" % (len(data), data)
+
+
+def pack_command(args: Sequence[Any]) -> bytes:
+    """The RESP request of one command; `args` are bytes, str or int."""
+    return b"*%d\r\n%b" % (len(args), b"".join([_arg(arg) for arg in args]))
+
+
+def _evalsha_head(sha: bytes, keys: Sequence[Any], argc: int) -> bytes:
+    """RESP of ``EVALSHA sha numkeys keys...`` for a command of `argc` ARGV values."""
+    return b"*%d\r\n%b" % (
+        3 + len(keys) + argc,
+        b"".join([_arg(b"EVALSHA"), _arg(sha), _arg(len(keys))] + [_arg(key) for key in keys]),
+    )
+
+
+def job_fields(job: Any, index: int, default_requeue_limit: int) -> Tuple[str, str, str, bytes, int, int]:
+    """Validate one job request (dict or JobRequest), in SharQ's order of checks, and return
+    (queue_type, queue_id, job_id, encoded payload, interval, requeue_limit)."""
+    if type(job) is dict:
+        if not _JOB_FIELDS.issuperset(job):
+            unknown = sorted(str(key) for key in job if key not in _JOB_FIELDS)[0]
+            raise bad_argument(unknown, index, "is not a job field.")
+        get = job.get
+        queue_type, queue_id, job_id = get("queue_type", "default"), get("queue_id"), get("job_id")
+        interval, requeue_limit = get("interval"), get("requeue_limit")
+        if "payload" not in job:
+            raise bad_argument("payload", index, "is missing.")
+        payload = job["payload"]
+    elif isinstance(job, JobRequest):
+        queue_type, queue_id, job_id = job.queue_type, job.queue_id, job.job_id
+        interval, requeue_limit, payload = job.interval, job.requeue_limit, job.payload
+    else:
+        raise BadArgumentException(
+            f"job {index}: expected a dict or a JobRequest, got {type(job).__name__}", index=index
+        )
+    check_interval(interval, index)
+    check_identifier(job_id, "job_id", index)
+    check_identifier(queue_id, "queue_id", index)
+    check_identifier(queue_type, "queue_type", index)
+    if requeue_limit is None:
+        requeue_limit = default_requeue_limit
+    check_requeue_limit(requeue_limit, index)
+    return queue_type, queue_id, job_id, encode_payload(payload, index), interval, requeue_limit
+
+
+def pack_enqueue(
+    sha: bytes, prefix: str, now: int, jobs: Sequence[Any], default_requeue_limit: int, first_index: int
+) -> bytes:
+    """Validate and encode `jobs` and return the RESP of one enqueue.lua EVALSHA. Raises
+    BadArgumentException naming index ``first_index + i`` of the first bad job."""
+    body: List[bytes] = [_arg(now)]
+    append = body.append
+    for i, job in enumerate(jobs):
+        for value in job_fields(job, first_index + i, default_requeue_limit):
+            append(_arg(value))
+    return _evalsha_head(sha, (prefix,), len(body)) + b"".join(body)
+
+
+def finish_fields(job: Any, index: int) -> Tuple[str, str, str]:
+    """Validate one job to finish (a Job or a (queue_type, queue_id, job_id) tuple)."""
+    if isinstance(job, Job):
+        queue_type, queue_id, job_id = job.queue_type, job.queue_id, job.job_id
+    elif isinstance(job, tuple) and len(job) == 3:
+        queue_type, queue_id, job_id = job
+    else:
+        raise BadArgumentException(
+            f"job {index}: expected a Job or a (queue_type, queue_id, job_id) tuple, "
+            f"got {type(job).__name__}",
+            index=index,
+        )
+    check_identifier(job_id, "job_id", index)
+    check_identifier(queue_id, "queue_id", index)
+    check_identifier(queue_type, "queue_type", index)
+    return queue_type, queue_id, job_id
+
+
+def pack_finish(sha: bytes, prefix: str, jobs: Sequence[Any], first_index: int) -> bytes:
+    """Validate `jobs` and return the RESP of one finish.lua EVALSHA."""
+    body: List[bytes] = []
+    append = body.append
+    for i, job in enumerate(jobs):
+        for value in finish_fields(job, first_index + i):
+            append(_arg(value))
+    return _evalsha_head(sha, (prefix,), len(body)) + b"".join(body)
+
+
+def pack_evalsha(sha: bytes, keys: Sequence[Any], args: Sequence[Any]) -> bytes:
+    """The RESP of ``EVALSHA sha len(keys) *keys *args``."""
+    return _evalsha_head(sha, keys, len(args)) + b"".join([_arg(arg) for arg in args])
+
+
+def parse_jobs(reply: Sequence[Any], queue_type: str, start: int = 0) -> List[Job]:
+    """Jobs from a flat script reply of (queue_id, job_id, payload, requeues_remaining)
+    groups, beginning at `start` (dequeue.lua's reply, requeue.lua's discarded list)."""
+    jobs = []
+    for i in range(start, len(reply), 4):
+        jobs.append(
+            Job(
+                queue_type,
+                reply[i].decode(),
+                reply[i + 1].decode(),
+                decode_payload(reply[i + 2]),
+                int(reply[i + 3]),
+            )
+        )
+    return jobs

@@ -1,0 +1,86 @@
+"""Reading SharQ's INI config file (sharq.conf)."""
+
+import configparser
+import os
+from typing import Any, Dict, Optional
+
+import msgspec
+
+from ._constants import (
+    DEFAULT_JOB_EXPIRE_INTERVAL,
+    DEFAULT_JOB_REQUEUE_INTERVAL,
+    DEFAULT_JOB_REQUEUE_LIMIT,
+    DEFAULT_KEY_PREFIX,
+)
+from .exceptions import ConfigError
+
+
+class SharqConfig(msgspec.Struct):
+    """What a sharq.conf says: the queue settings and the keyword arguments of the
+    ``redis.Redis`` it describes."""
+
+    key_prefix: str = DEFAULT_KEY_PREFIX
+    job_expire_interval: int = DEFAULT_JOB_EXPIRE_INTERVAL
+    job_requeue_interval: int = DEFAULT_JOB_REQUEUE_INTERVAL
+    default_job_requeue_limit: int = DEFAULT_JOB_REQUEUE_LIMIT
+    redis: Dict[str, Any] = {}
+
+
+def _int(parser: configparser.ConfigParser, section: str, option: str, default: int) -> int:
+    raw = parser.get(section, option, fallback="").strip()
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"[{section}] {option} must be an integer, got {raw!r}") from None
+
+
+def _str(parser: configparser.ConfigParser, section: str, option: str) -> Optional[str]:
+    value = parser.get(section, option, fallback="").strip()
+    return value or None
+
+
+def read_config(path: "os.PathLike[str] | str") -> SharqConfig:
+    """Parse a SharQ config file. Unlike sharq 1.3.0 under Python 3, this reads its own
+    sample config: ``;`` and ``#`` start inline comments, empty values mean "not set"."""
+    parser = configparser.ConfigParser(inline_comment_prefixes=(";", "#"), interpolation=None)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            parser.read_file(handle)
+    except OSError as exc:
+        raise ConfigError(f"cannot read SharQ config {os.fspath(path)!r}: {exc.strerror}") from None
+    except configparser.Error as exc:
+        raise ConfigError(f"SharQ config {os.fspath(path)!r} is not valid INI: {exc}") from None
+
+    conn_type = _str(parser, "redis", "conn_type") or "tcp_sock"
+    redis_kwargs: Dict[str, Any] = {
+        "db": _int(parser, "redis", "db", 0),
+        "password": _str(parser, "redis", "password"),
+    }
+    username = _str(parser, "redis", "username")
+    if username:
+        redis_kwargs["username"] = username
+    if conn_type == "unix_sock":
+        socket_path = _str(parser, "redis", "unix_socket_path")
+        if not socket_path:
+            raise ConfigError("[redis] conn_type is unix_sock but unix_socket_path is not set")
+        redis_kwargs["unix_socket_path"] = socket_path
+    elif conn_type == "tcp_sock":
+        redis_kwargs["host"] = _str(parser, "redis", "host") or "127.0.0.1"
+        redis_kwargs["port"] = _int(parser, "redis", "port", 6379)
+    else:
+        raise ConfigError(f"[redis] conn_type must be tcp_sock or unix_sock, got {conn_type!r}")
+    clustered = (_str(parser, "redis", "clustered") or "false").lower()
+    if clustered in ("true", "yes", "on", "1"):
+        raise ConfigError(
+            "[redis] clustered = true is not supported: SharQ's scripts build key names "
+            "inside Lua, so its keys cannot be spread over a Redis Cluster"
+        )
+    return SharqConfig(
+        key_prefix=_str(parser, "redis", "key_prefix") or DEFAULT_KEY_PREFIX,
+        job_expire_interval=_int(parser, "sharq", "job_expire_interval", DEFAULT_JOB_EXPIRE_INTERVAL),
+        job_requeue_interval=_int(parser, "sharq", "job_requeue_interval", DEFAULT_JOB_REQUEUE_INTERVAL),
+        default_job_requeue_limit=_int(parser, "sharq", "default_job_requeue_limit", DEFAULT_JOB_REQUEUE_LIMIT),
+        redis=redis_kwargs,
+    )
