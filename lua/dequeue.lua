@@ -42,65 +42,85 @@ local function bump(key, n)
 end
 
 local result = {}
-local per_queue = {}   -- queue_id -> jobs dequeued from it in this call
+local active = {}      -- score, member pairs for one ZADD at the end
+local queues = {}      -- queue_id -> what this call knows of that queue
 local queue_order = {}
 local dequeued = 0
 local orphans = 0
 
+-- Per job this costs four Redis calls (find the ready queue, LPOP, two HGETs); the
+-- queue's length and interval are read once per call, and what SharQ writes again
+-- and again with the same value (time keeper, active set) is written once at the end.
 while dequeued < count do
-   local ready = redis.call('ZRANGEBYSCORE', ready_key, 0, now, 'LIMIT', 0, 1)
+   local ready = redis.call('ZRANGEBYSCORE', ready_key, 0, now, 'WITHSCORES', 'LIMIT', 0, 1)
    local queue_id = ready[1]
    if not queue_id then
       break
    end
-   local queue = queue_type .. ':' .. queue_id
    local job_queue_key = ready_key .. ':' .. queue_id
+   local q = queues[queue_id]
+   if not q then
+      q = {length = redis.call('LLEN', job_queue_key), dequeued = 0}
+      queues[queue_id] = q
+      queue_order[#queue_order + 1] = queue_id
+   end
+   local field_prefix = queue_type .. ':' .. queue_id .. ':'
    local job_id, payload
    repeat
       job_id = redis.call('LPOP', job_queue_key)
-      payload = job_id and redis.call('HGET', payload_key, queue .. ':' .. job_id)
-      if job_id and not payload then
-         orphans = orphans + 1
+      payload = nil
+      if job_id then
+         q.length = q.length - 1
+         payload = redis.call('HGET', payload_key, field_prefix .. job_id)
+         if not payload then
+            orphans = orphans + 1
+         end
       end
    until payload or not job_id or orphans >= max_orphans
 
-   if payload then
-      redis.call('PSETEX', job_queue_key .. ':time', expire_interval, now)
-   end
-   if redis.call('EXISTS', job_queue_key) == 0 then
+   if q.length <= 0 then
       redis.call('ZREM', ready_key, queue_id)
       if redis.call('EXISTS', ready_key) == 0 then
          redis.call('SREM', prefix .. ':ready:queue_type', queue_type)
       end
    elseif payload then
-      local interval = tonumber(redis.call('HGET', interval_key, queue))
-      redis.call('ZADD', ready_key, now + (interval or 0), queue_id)
-   end
-   if not payload then
-      if orphans >= max_orphans then
-         break
+      if q.interval == nil then
+         q.interval = tonumber(redis.call('HGET', interval_key, queue_type .. ':' .. queue_id)) or 0
       end
-   else
-      redis.call('ZADD', active_key, now + expire_interval, queue_id .. ':' .. job_id)
-      local remaining = redis.call('HGET', ready_key .. ':' .. queue_id .. ':requeues_remaining', job_id)
+      local ready_at = now + q.interval
+      if ready_at ~= tonumber(ready[2]) then
+         redis.call('ZADD', ready_key, ready_at, queue_id)
+      end
+   end
+   if payload then
+      local remaining = redis.call('HGET', job_queue_key .. ':requeues_remaining', job_id)
       result[#result + 1] = queue_id
       result[#result + 1] = job_id
       result[#result + 1] = payload
       result[#result + 1] = remaining or '-1'
+      active[#active + 1] = now + expire_interval
+      active[#active + 1] = queue_id .. ':' .. job_id
+      q.dequeued = q.dequeued + 1
       dequeued = dequeued + 1
-      if not per_queue[queue_id] then
-         per_queue[queue_id] = 0
-         queue_order[#queue_order + 1] = queue_id
-      end
-      per_queue[queue_id] = per_queue[queue_id] + 1
+   elseif orphans >= max_orphans then
+      break
    end
 end
 
 if dequeued > 0 then
+   -- ZADD in slices: unpack() is limited by Lua's C stack.
+   for s = 1, #active, 1000 do
+      redis.call('ZADD', active_key, unpack(active, s, math.min(s + 999, #active)))
+   end
    redis.call('SADD', prefix .. ':active:queue_type', queue_type)
    bump(prefix .. ':dequeue_counter:' .. minute, dequeued)
    for _, queue_id in ipairs(queue_order) do
-      bump(ready_key .. ':' .. queue_id .. ':dequeue_counter:' .. minute, per_queue[queue_id])
+      local q = queues[queue_id]
+      if q.dequeued > 0 then
+         local job_queue_key = ready_key .. ':' .. queue_id
+         redis.call('PSETEX', job_queue_key .. ':time', expire_interval, now)
+         bump(job_queue_key .. ':dequeue_counter:' .. minute, q.dequeued)
+      end
    end
 end
 

@@ -10,6 +10,7 @@ local prefix = KEYS[1]
 local payload_key = prefix .. ':payload'
 local results = {}
 local finished_types = {}
+local queue_exists = {}  -- finishing never changes job lists: check each queue once
 
 for i = 1, #ARGV, 3 do
    local queue_type, queue_id, job_id = ARGV[i], ARGV[i + 1], ARGV[i + 2]
@@ -17,8 +18,11 @@ for i = 1, #ARGV, 3 do
    if redis.call('ZREM', ready_key .. ':active', queue_id .. ':' .. job_id) == 1 then
       local queue = queue_type .. ':' .. queue_id
       redis.call('HDEL', payload_key, queue .. ':' .. job_id)
-      if redis.call('EXISTS', ready_key .. ':' .. queue_id) == 0 then
-         redis.call('HDEL', prefix .. ':interval', queue)
+      if queue_exists[queue] == nil then
+         queue_exists[queue] = redis.call('EXISTS', ready_key .. ':' .. queue_id) == 1
+         if not queue_exists[queue] then
+            redis.call('HDEL', prefix .. ':interval', queue)
+         end
       end
       redis.call('HDEL', ready_key .. ':' .. queue_id .. ':requeues_remaining', job_id)
       finished_types[queue_type] = true

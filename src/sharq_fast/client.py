@@ -6,7 +6,10 @@ with redis-py's parser (hiredis when installed). Pool, auth, TLS and reconnects 
 redis-py's.
 """
 
+import os
+import threading
 import time
+import weakref
 from itertools import islice
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Union
 
@@ -50,6 +53,22 @@ def _positive_ms(value: Any, name: str) -> int:
     return value
 
 
+class _Lease:
+    """A pool connection lent to one thread for the client's life: taking and returning a
+    connection per call costs more than a whole call in redis-py 8. The connection goes back
+    to the pool when the thread ends (its thread-local lease is collected) or on close()."""
+
+    __slots__ = ("conn", "pid", "_finalizer", "__weakref__")
+
+    def __init__(self, pool: Any) -> None:
+        self.conn = pool.get_connection()
+        self.pid = os.getpid()
+        self._finalizer = weakref.finalize(self, pool.release, self.conn)
+
+    def release(self) -> None:
+        self._finalizer()
+
+
 class Client:
     """A SharQ client. ``Client("redis://localhost:6379/0")``, ``Client(redis.Redis(...))``
     or ``Client.from_config("sharq.conf")``; close it (or use it as a context manager)."""
@@ -84,6 +103,8 @@ class Client:
         self.default_job_requeue_limit = core.check_requeue_limit(default_job_requeue_limit)
         self.clock: Clock = clock or epoch_ms
         self._pool = self.redis.connection_pool
+        self._local = threading.local()
+        self._leases: "weakref.WeakSet[_Lease]" = weakref.WeakSet()
         self._scripts = load_scripts()
         self._sha = {name: script.sha for name, script in self._scripts.items()}
         self._requeuer: Any = None
@@ -113,7 +134,7 @@ class Client:
         Redis error comes back as the exception object. A broken connection is retried
         once on a fresh one, as redis-py retries its own commands."""
         request = b"".join(commands)
-        conn = self._pool.get_connection()
+        conn = self._connection()
         try:
             try:
                 return self._round_trip(conn, request, len(commands))
@@ -124,8 +145,14 @@ class Client:
             # Unread replies would be read as the answers to the next command.
             conn.disconnect()
             raise
-        finally:
-            self._pool.release(conn)
+
+    def _connection(self) -> Any:
+        """This thread's connection (a new one after fork)."""
+        lease = getattr(self._local, "lease", None)
+        if lease is None or lease.pid != os.getpid():
+            lease = self._local.lease = _Lease(self._pool)
+            self._leases.add(lease)
+        return lease.conn
 
     @staticmethod
     def _round_trip(conn: Any, request: bytes, count: int) -> List[Any]:
@@ -447,6 +474,9 @@ class Client:
     def close(self) -> None:
         """Stop the requeuer and, if this client created its Redis connection, close it."""
         self.stop_requeuer()
+        for lease in list(self._leases):
+            lease.release()
+        self._local = threading.local()
         if self._owns_redis:
             self.redis.close()
 
