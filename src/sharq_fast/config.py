@@ -26,14 +26,17 @@ class SharqConfig(msgspec.Struct):
     redis: Dict[str, Any] = {}
 
 
-def _int(parser: configparser.ConfigParser, section: str, option: str, default: int) -> int:
+def _int(parser: configparser.ConfigParser, section: str, option: str, default: int, minimum: int = 0) -> int:
     raw = parser.get(section, option, fallback="").strip()
     if not raw:
         return default
     try:
-        return int(raw)
+        value = int(raw)
     except ValueError:
         raise ConfigError(f"[{section}] {option} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"[{section}] {option} must be >= {minimum}, got {value}")
+    return value
 
 
 def _str(parser: configparser.ConfigParser, section: str, option: str) -> Optional[str]:
@@ -72,15 +75,17 @@ def read_config(path: "os.PathLike[str] | str") -> SharqConfig:
     else:
         raise ConfigError(f"[redis] conn_type must be tcp_sock or unix_sock, got {conn_type!r}")
     clustered = (_str(parser, "redis", "clustered") or "false").lower()
-    if clustered in ("true", "yes", "on", "1"):
+    if clustered not in configparser.ConfigParser.BOOLEAN_STATES:
+        raise ConfigError(f"[redis] clustered must be true or false, got {clustered!r}")
+    if configparser.ConfigParser.BOOLEAN_STATES[clustered]:
         raise ConfigError(
             "[redis] clustered = true is not supported: SharQ's scripts build key names "
             "inside Lua, so its keys cannot be spread over a Redis Cluster"
         )
     return SharqConfig(
         key_prefix=_str(parser, "redis", "key_prefix") or DEFAULT_KEY_PREFIX,
-        job_expire_interval=_int(parser, "sharq", "job_expire_interval", DEFAULT_JOB_EXPIRE_INTERVAL),
-        job_requeue_interval=_int(parser, "sharq", "job_requeue_interval", DEFAULT_JOB_REQUEUE_INTERVAL),
-        default_job_requeue_limit=_int(parser, "sharq", "default_job_requeue_limit", DEFAULT_JOB_REQUEUE_LIMIT),
+        job_expire_interval=_int(parser, "sharq", "job_expire_interval", DEFAULT_JOB_EXPIRE_INTERVAL, 1),
+        job_requeue_interval=_int(parser, "sharq", "job_requeue_interval", DEFAULT_JOB_REQUEUE_INTERVAL, 1),
+        default_job_requeue_limit=_int(parser, "sharq", "default_job_requeue_limit", DEFAULT_JOB_REQUEUE_LIMIT, -1),
         redis=redis_kwargs,
     )

@@ -7,7 +7,6 @@ import redis
 
 from .client import Client
 from .config import read_config
-from .exceptions import BadArgumentException
 
 _DUPLICATE = "a job with this job_id is already queued or active in this queue"
 
@@ -110,11 +109,9 @@ class SharQ:
         self._client.requeue()
 
     def metrics(self, queue_type: Optional[str] = None, queue_id: Optional[str] = None) -> Dict[str, Any]:
-        """SharQ's metrics dicts: global, per queue type, or per queue."""
-        if queue_type is None and queue_id is not None:
-            if not isinstance(queue_id, str) or not queue_id:
-                raise BadArgumentException("`queue_id` has an invalid value.", field="queue_id")
-        result = self._client.metrics(queue_type=queue_type or None, queue_id=queue_id or None)
+        """SharQ's metrics dicts: global, per queue type, or per queue. As SharQ, an
+        argument that is not None is validated (queue_id first): '' is invalid, not absent."""
+        result = self._client.metrics(queue_type=queue_type, queue_id=queue_id)
         response: Dict[str, Any] = {"status": "success"}
         if hasattr(result, "queue_types"):
             response["queue_types"] = result.queue_types
@@ -134,11 +131,8 @@ class SharQ:
     def clear_queue(
         self, queue_type: Optional[str] = None, queue_id: Optional[str] = None, purge_all: bool = False
     ) -> Dict[str, str]:
-        """Clear a queue (and, with purge_all, its payloads and interval)."""
-        if queue_id is None:
-            raise BadArgumentException("`queue_id` has an invalid value.", field="queue_id")
-        if queue_type is None:
-            raise BadArgumentException("`queue_type` has an invalid value.", field="queue_type")
+        """Clear a queue (and, with purge_all, its payloads and interval). The Client
+        validates queue_id, then queue_type, as SharQ (None is invalid)."""
         if not self._client.clear_queue(queue_type, queue_id, purge_all=purge_all):
             return {"status": "Failure", "message": "No queued calls found"}
         if purge_all:
