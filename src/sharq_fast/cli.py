@@ -1,0 +1,607 @@
+"""``sharq-fast``: benchmark, compare with sharq 1.3.0, show metrics, run the requeuer.
+
+    sharq-fast bench   [--url URL | --config sharq.conf] [--n N] [--queues Q] [--out DIR]
+    sharq-fast compare [--url URL | --config sharq.conf] [--repeat R] [--out DIR]
+    sharq-fast stats   [QUEUE_TYPE [QUEUE_ID]] [--json]
+    sharq-fast requeue [--loop]
+
+Errors print one line on stderr and exit 1 (2 for bad arguments); set SHARQ_FAST_DEBUG=1
+for tracebacks. The CLI itself needs the standard library only (matplotlib, optional, for
+the charts of bench/compare).
+"""
+
+import argparse
+import datetime
+import json
+import logging
+import os
+import signal
+import sys
+import tempfile
+import threading
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+PROG = "sharq-fast"
+DEFAULT_URL = "redis://127.0.0.1:6379/0"
+URL_ENV = "SHARQ_FAST_URL"
+DEBUG_ENV = "SHARQ_FAST_DEBUG"
+
+
+class CliError(Exception):
+    """A user-facing error: printed as one line, exit status 1."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> "NoReturn":  # type: ignore[name-defined]  # noqa: F821
+        sys.stderr.write(f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        sys.exit(2)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text.replace("_", "").replace(",", ""))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _int_list(text: str) -> List[int]:
+    try:
+        values = [_positive_int(part.strip()) for part in text.split(",") if part.strip()]
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive integers, got {text!r}") from None
+    if not values:
+        raise argparse.ArgumentTypeError("expected at least one number")
+    return values
+
+
+# -- connection ---------------------------------------------------------------------------
+
+
+class Target:
+    """The Redis a command works on: a user's (--url / --config) or a private server."""
+
+    def __init__(self, args: argparse.Namespace, allow_private: bool, progress: bool = True) -> None:
+        import redis
+
+        from .config import read_config
+
+        self.server: Any = None
+        self.config: Any = None
+        self.private = False
+        if args.url and args.config:
+            raise CliError("give --url or --config, not both")
+        if args.config:
+            self.config = read_config(args.config)
+            kwargs = dict(self.config.redis)
+            self.make_redis: Callable[[], Any] = lambda: redis.Redis(**kwargs)
+            where = kwargs.get("unix_socket_path") or f"{kwargs.get('host')}:{kwargs.get('port')}"
+            self.describe = f"Redis at {where} db {kwargs.get('db', 0)} (from {args.config})"
+        else:
+            url = args.url
+            if not url and allow_private:
+                from ._redis_server import RedisServer
+
+                try:
+                    self.server = RedisServer()
+                except RuntimeError as exc:
+                    raise CliError(f"{exc}") from None
+                url = self.server.url
+                self.private = True
+            url = url or os.environ.get(URL_ENV) or DEFAULT_URL
+            try:
+                redis.Redis.from_url(url).close()
+            except ValueError as exc:
+                raise CliError(f"bad --url {url!r}: {exc}") from None
+            self.url = url
+            self.make_redis = lambda: redis.Redis.from_url(url)
+            self.describe = (
+                f"private redis-server {self.server.binary} on port {self.server.port}" if self.private else f"Redis at {_redact(url)}"
+            )
+        conn = self.make_redis()
+        try:
+            info = conn.info("server")
+            self.redis_version = info.get("redis_version", "?")
+        except redis.RedisError as exc:
+            self.close()
+            raise CliError(f"cannot reach {self.describe}: {exc}") from None
+        finally:
+            conn.close()
+
+    def peer_redis_kwargs(self) -> Dict[str, Any]:
+        """What a sharq 1.3.0 config file needs to reach this Redis."""
+        if self.config is not None:
+            return dict(self.config.redis)
+        conn = self.make_redis()
+        try:
+            pool = conn.connection_pool
+            kwargs = dict(pool.connection_kwargs)
+            kwargs["connection_class"] = pool.connection_class
+            return kwargs
+        finally:
+            conn.close()
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
+
+
+def _redact(url: str) -> str:
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url
+
+
+def _client(args: argparse.Namespace, target: Target, **overrides: Any) -> Any:
+    from .client import Client
+
+    settings: Dict[str, Any] = {}
+    if args.key_prefix:
+        settings["key_prefix"] = args.key_prefix
+    if args.job_expire_interval:
+        settings["job_expire_interval"] = args.job_expire_interval
+    settings.update(overrides)
+    if target.config is not None:
+        return Client.from_config(args.config, **settings)
+    return Client(target.url, **settings)
+
+
+def _note(message: str) -> None:
+    sys.stderr.write(message + "\n")
+    sys.stderr.flush()
+
+
+# -- bench / compare --------------------------------------------------------------------------
+
+
+def _cores(args: argparse.Namespace) -> List[str]:
+    from ._bench import available_cores
+
+    built = available_cores()
+    wanted = args.cores or ["c", "py"]
+    chosen = [name for name in wanted if name in built]
+    for name in wanted:
+        if name not in built:
+            _note(f"the compiled core (sharq_fast._core_c) is not built: skipping core {name!r}")
+    if not chosen:
+        raise CliError("no core to benchmark")
+    return chosen
+
+
+def _scaling(
+    args: argparse.Namespace,
+    target: Target,
+    cores: Sequence[str],
+    rep: int,
+    peer: Optional[Callable[[str, int, int, int], Any]] = None,
+) -> List[Any]:
+    from . import _bench
+    from .client import Client
+
+    results: List[Any] = []
+    for size in args.scaling_sizes:
+        prefix = _bench.new_prefix(args.key_prefix or _bench.BENCH_PREFIX_BASE)
+        conn = target.make_redis()
+        client = Client(conn, key_prefix=prefix, job_expire_interval=_bench.BENCH_JOB_EXPIRE_MS)
+        try:
+            peer_count = 0
+            if peer is not None:
+                peer_count = args.scaling_dequeues if size <= 10_000 else min(args.scaling_dequeues, args.peer_scaling_cap)
+            total = args.scaling_dequeues * len(cores) + peer_count
+            _bench.fill_ready_queues(client, size, _bench.jobs_per_queue_for(size, total), args.progress)
+            for core_name in cores:
+                results.append(_bench.scaling_dequeues(client, conn, core_name, size, args.scaling_dequeues, args.progress, rep))
+            if peer is not None:
+                results.append(peer(prefix, size, peer_count, rep))
+        finally:
+            _bench.cleanup(conn, prefix)
+            client.close()
+            conn.close()
+    return results
+
+
+def _report(
+    args: argparse.Namespace, name: str, target: Target, results: List[Any], settings: Dict[str, Any],
+    reference: Optional[str], extra: Optional[Dict[str, Any]] = None,
+) -> None:
+    from . import _bench
+
+    rows = _bench.summarize(results, reference)
+    rows.sort(key=lambda r: (r["case"] != "workload", r["ready_queues"], _bench.OPS.index(r["op"]), r["mode"] != "single", r["impl"] != _bench.SHARQ_FAST, r["impl"], r["core"]))
+    title = f"sharq-fast {name}: {settings['n']:,} jobs over {settings['queues']:,} queues, batch {settings['batch']}"
+    print(title)
+    print(f"Redis {target.redis_version}: {target.describe}")
+    print(_bench.format_table(rows, with_spread=settings.get("repeat", 1) > 1, reference=reference if any(r.get("vs_reference") for r in rows) else None))
+    if settings.get("repeat", 1) > 1:
+        print(f"(medians of {settings['repeat']} interleaved repetitions; spread = (max - min) / median of jobs/s)")
+    for row in rows:
+        if row["case"] == "scaling" and row["impl"] == _bench.SHARQ_FAST and row["ready_queues"] >= 100_000:
+            verdict = "OK" if row["jobs_per_s"] >= 4000 else "BELOW TARGET"
+            print(f"scaling check: {row['impl']} ({row['core']}) at {row['ready_queues']:,} ready queues: "
+                  f"{row['jobs_per_s']:,.0f} single dequeues/s (target >= 4,000): {verdict}")
+    if any(r["impl"] == _bench.BASELINE for r in rows):
+        print("redis-py baseline = the round-trip floor, not a queue: enqueue = RPUSH, dequeue = LPOP, finish = INCR "
+              f"(single: one command per call; batch: pipelines of {settings['batch']})")
+    if not target.private:
+        print("note: server CPU is INFO cpu of a shared Redis; other clients' load is included")
+    if args.out:
+        document = {
+            "command": name,
+            "argv": sys.argv[1:],
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "environment": _bench.environment(),
+            "redis": {"version": target.redis_version, "where": target.describe, "private": target.private},
+            "settings": settings,
+            "baseline": "redis-py round-trip floor: enqueue = RPUSH, dequeue = LPOP, finish = INCR; "
+            "single = one command per call, batch = a pipeline of `batch` commands",
+            "summary": rows,
+            "results": [r.to_dict() for r in results],
+        }
+        document.update(extra or {})
+        for note in _bench.write_outputs(args.out, name, document, rows, title):
+            print(note)
+
+
+def _settings(args: argparse.Namespace, repeat: int) -> Dict[str, Any]:
+    return {
+        "n": args.n, "queues": args.queues, "batch": args.batch, "repeat": repeat,
+        "scaling_sizes": [] if args.no_scaling else args.scaling_sizes,
+        "scaling_dequeues": args.scaling_dequeues,
+    }
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from . import _bench
+
+    cores = _cores(args)
+    target = Target(args, allow_private=True)
+    try:
+        _note(f"sharq-fast bench against {target.describe}")
+        base = args.key_prefix or _bench.BENCH_PREFIX_BASE
+        results: List[Any] = []
+        for rep in range(args.repeat):
+            for core_name in cores:
+                results += _bench.run_sharq_fast(
+                    target.make_redis, core_name, n=args.n, queues=args.queues, batch=args.batch,
+                    modes=args.modes, progress=args.progress, rep=rep, prefix_base=base,
+                )
+        if not args.no_scaling:
+            for rep in range(args.repeat):
+                results += _scaling(args, target, cores, rep)
+        _report(args, "bench", target, results, _settings(args, args.repeat), None)
+    finally:
+        target.close()
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from . import _bench, _peer
+
+    cores = _cores(args)
+    peer_python = None
+    versions: Dict[str, Any] = {}
+    if not args.no_peer:
+        peer_python = _peer.ensure_peer_python(args.peer_venv, log=_note)
+        _note(f"sharq 1.3.0 peer: {peer_python}")
+    target = Target(args, allow_private=True)
+    conf_dir = tempfile.mkdtemp(prefix="sharq-fast-peer-conf-")
+    base = args.key_prefix or _bench.BENCH_PREFIX_BASE
+    try:
+        _note(f"sharq-fast compare against {target.describe}")
+        peer_kwargs = target.peer_redis_kwargs() if peer_python else {}
+
+        def peer_run(spec: Dict[str, Any], prefix: str) -> List[Any]:
+            conf = _peer.write_peer_config(
+                os.path.join(conf_dir, f"{prefix}.conf"), peer_kwargs, prefix, _bench.BENCH_JOB_EXPIRE_MS
+            )
+            answer = _peer.run_peer(peer_python, dict(spec, config=conf, queue_type=spec.get("queue_type", _bench.QUEUE_TYPE)))
+            versions.update(answer.get("versions", {}))
+            return answer["results"]
+
+        def peer_workload(rep: int) -> List[Any]:
+            prefix = _bench.new_prefix(base)
+            conn = target.make_redis()
+            try:
+                spec = {"mode": "workload", "n": args.n, "queues": args.queues, "payload": _bench.PAYLOAD, "label": "sharq 1.3.0"}
+                return [
+                    _bench.Result(impl=_bench.PEER, core="-", mode="single", rep=rep, **r) for r in peer_run(spec, prefix)
+                ]
+            finally:
+                _bench.cleanup(conn, prefix)
+                conn.close()
+
+        def peer_scaling(prefix: str, size: int, count: int, rep: int) -> Any:
+            spec = {
+                "mode": "scaling", "count": count, "budget": args.peer_budget,
+                "queue_type": _bench.SCALING_QUEUE_TYPE, "label": f"sharq 1.3.0 {size:,} ready queues",
+            }
+            (r,) = peer_run(spec, prefix)
+            return _bench.Result(impl=_bench.PEER, core="-", mode="single", case="scaling", ready_queues=size, rep=rep, **r)
+
+        runners: List[Callable[[int], List[Any]]] = []
+        for core_name in cores:
+            runners.append(
+                lambda rep, core_name=core_name: _bench.run_sharq_fast(
+                    target.make_redis, core_name, n=args.n, queues=args.queues, batch=args.batch,
+                    modes=args.modes, progress=args.progress, rep=rep, prefix_base=base,
+                )
+            )
+        if peer_python:
+            runners.append(peer_workload)
+        if not args.no_baseline:
+            runners.append(
+                lambda rep: _bench.run_baseline(
+                    target.make_redis, n=args.n, queues=args.queues, batch=args.batch, modes=args.modes,
+                    progress=args.progress, rep=rep, prefix_base=base,
+                )
+            )
+        results: List[Any] = []
+        for rep in range(args.repeat):
+            _note(f"repetition {rep + 1} of {args.repeat}")
+            shift = rep % len(runners)
+            for runner in runners[shift:] + runners[:shift]:
+                results += runner(rep)
+            if not args.no_scaling:
+                results += _scaling(args, target, cores, rep, peer_scaling if peer_python else None)
+        extra = {"peer": {"requirement": _peer.PEER_REQUIREMENT, "python": peer_python, "versions": versions}} if peer_python else {}
+        _report(args, "compare", target, results, _settings(args, args.repeat), _bench.PEER if peer_python else None, extra)
+        if versions:
+            print(f"peer: sharq {versions.get('sharq')} with msgpack {versions.get('msgpack')} ({versions.get('msgpack_impl')}), "
+                  f"redis-py {versions.get('redis')}, Python {versions.get('python')}")
+    finally:
+        target.close()
+        import shutil
+
+        shutil.rmtree(conf_dir, ignore_errors=True)
+    return 0
+
+
+# -- stats ----------------------------------------------------------------------------------
+
+
+def _minute(epoch_ms: int) -> str:
+    return datetime.datetime.fromtimestamp(epoch_ms / 1000, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _counts_table(enqueues: Dict[int, int], dequeues: Dict[int, int]) -> List[str]:
+    lines = [f"{'minute':<20}  {'enqueued':>9}  {'dequeued':>9}"]
+    for minute in enqueues:
+        lines.append(f"{_minute(minute):<20}  {enqueues[minute]:>9,}  {dequeues.get(minute, 0):>9,}")
+    lines.append(f"{'total (10 min)':<20}  {sum(enqueues.values()):>9,}  {sum(dequeues.values()):>9,}")
+    return lines
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    import msgspec
+
+    if args.queue_id is not None and args.queue_type is None:  # cannot happen with positionals; kept for clarity
+        raise CliError("QUEUE_ID needs QUEUE_TYPE")
+    target = Target(args, allow_private=False)
+    client = _client(args, target)
+    try:
+        metrics = client.metrics(args.queue_type, args.queue_id)
+        data = msgspec.to_builtins(metrics)
+        if args.queue_type is None:
+            if args.json:
+                print(json.dumps({"key_prefix": client.key_prefix, **data}, indent=2))
+                return 0
+            print(f"key prefix {client.key_prefix!r}; queue types: {', '.join(metrics.queue_types) or '(none)'}")
+            print("\n".join(_counts_table(metrics.enqueue_counts, metrics.dequeue_counts)))
+        elif args.queue_id is None:
+            ids = metrics.queue_ids
+            lengths: Dict[str, int] = {}
+            if ids:
+                pipe = client.redis.pipeline(transaction=False)
+                for queue_id in ids:
+                    pipe.llen(f"{client.key_prefix}:{args.queue_type}:{queue_id}")
+                lengths = dict(zip(ids, pipe.execute()))
+            if args.json:
+                print(json.dumps({"key_prefix": client.key_prefix, "queue_type": args.queue_type, "queue_ids": ids,
+                                  "queue_lengths": lengths}, indent=2))
+                return 0
+            print(f"queue type {args.queue_type!r} (key prefix {client.key_prefix!r}): {len(ids):,} queues")
+            if ids:
+                width = max(8, *(len(q) for q in ids))
+                print(f"{'queue id':<{width}}  {'length':>9}")
+                for queue_id in ids:
+                    print(f"{queue_id:<{width}}  {lengths[queue_id]:>9,}")
+        else:
+            if args.json:
+                print(json.dumps({"key_prefix": client.key_prefix, "queue_type": args.queue_type,
+                                  "queue_id": args.queue_id, **data}, indent=2))
+                return 0
+            print(f"queue {args.queue_type}/{args.queue_id} (key prefix {client.key_prefix!r}): "
+                  f"queue length {metrics.queue_length:,}")
+            print("\n".join(_counts_table(metrics.enqueue_counts, metrics.dequeue_counts)))
+    finally:
+        client.close()
+        target.close()
+    return 0
+
+
+# -- requeue ----------------------------------------------------------------------------------
+
+
+def cmd_requeue(args: argparse.Namespace) -> int:
+    target = Target(args, allow_private=False)
+    overrides: Dict[str, Any] = {}
+    if args.interval:
+        overrides["job_requeue_interval"] = args.interval
+    client = _client(args, target, **overrides)
+    try:
+        if not args.loop:
+            result = client.requeue()
+            if args.json:
+                import msgspec
+
+                print(json.dumps(msgspec.to_builtins(result), default=repr))
+                return 0
+            print(f"requeued {result.requeued} jobs, discarded {len(result.discarded)} (key prefix {client.key_prefix!r})")
+            for job in result.discarded:
+                print(f"discarded {job.queue_type}/{job.queue_id}/{job.job_id}: requeue limit reached")
+            return 0
+        return _requeue_loop(client)
+    finally:
+        client.close()
+        target.close()
+
+
+def _requeue_loop(client: Any) -> int:
+    from .requeuer import Requeuer
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log = logging.getLogger("sharq_fast.cli")
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        log.info("got %s, stopping", signal.Signals(signum).name)
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    requeuer = Requeuer(client)
+    log.info(
+        "requeue daemon started: pid %d, key prefix %r, every %d ms", os.getpid(), client.key_prefix, client.job_requeue_interval
+    )
+    holding: Optional[bool] = None
+    try:
+        while not stop.is_set():
+            ran = requeuer.tick()
+            if ran != holding:
+                if ran:
+                    log.info("holding the requeue lock %s; requeuing", requeuer.lock.key)
+                else:
+                    log.info("not requeuing this round: another process holds %s (or an error is logged above)", requeuer.lock.key)
+                holding = ran
+            stop.wait(requeuer.interval_s)
+    finally:
+        requeuer.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    log.info("requeue daemon stopped after %d rounds", requeuer.runs)
+    return 0
+
+
+# -- parser ------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    common = argparse.ArgumentParser(add_help=False)
+    where = common.add_argument_group("Redis")
+    where.add_argument("--url", help=f"Redis URL (redis://, rediss://, unix://); default ${URL_ENV} or {DEFAULT_URL} "
+                       "(bench/compare: a private redis-server)")
+    where.add_argument("--config", metavar="SHARQ_CONF", help="a SharQ config file (sharq.conf) instead of --url")
+    where.add_argument("--key-prefix", help="key prefix (default: the config's, else sharq_server; bench/compare: "
+                       "the base of a private prefix they delete afterwards)")
+    where.add_argument("--job-expire-interval", type=_positive_int, metavar="MS",
+                       help="ms a dequeued job may stay unfinished (default: the config's, else 1000)")
+
+    parser = _Parser(prog=PROG, description="sharq_fast: benchmarks, metrics and the requeue daemon.")
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    def workload_options(p: argparse.ArgumentParser, repeat: int) -> None:
+        p.add_argument("--n", type=_positive_int, default=20_000, help="jobs in the workload (default 20000)")
+        p.add_argument("--queues", type=_positive_int, default=100, help="queues the jobs spread over (default 100)")
+        p.add_argument("--batch", type=_positive_int, default=100, help="jobs per batched call (default 100)")
+        p.add_argument("--repeat", type=_positive_int, default=repeat, help=f"repetitions, interleaved (default {repeat})")
+        p.add_argument("--cores", type=lambda s: [c.strip() for c in s.split(",") if c.strip()], metavar="c,py",
+                       help="sharq_fast cores to run (default: both; the compiled one when built)")
+        p.add_argument("--modes", type=lambda s: [m.strip() for m in s.split(",") if m.strip()], default=["single", "batch"],
+                       metavar="single,batch", help="call styles (default both)")
+        p.add_argument("--no-scaling", action="store_true", help="skip the ready-queue scaling case")
+        p.add_argument("--scaling-sizes", type=_int_list, default=[100, 10_000, 100_000], metavar="N,N,N",
+                       help="ready queues of the scaling case (default 100,10000,100000)")
+        p.add_argument("--scaling-dequeues", type=_positive_int, default=2000, metavar="N",
+                       help="single dequeues measured per scaling size (default 2000)")
+        p.add_argument("--out", metavar="DIR", help="write NAME.json and NAME.png (with matplotlib) there")
+        p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+
+    bench = sub.add_parser("bench", parents=[common], help="benchmark sharq_fast (both cores, single and batched calls)",
+                           description="Benchmark sharq_fast: enqueue, dequeue, finish; single and batched; both cores.")
+    workload_options(bench, 1)
+    bench.set_defaults(func=cmd_bench)
+
+    compare = sub.add_parser("compare", parents=[common], help="the same workload through sharq 1.3.0 and plain redis-py",
+                             description="Run the bench workload through sharq_fast, Plivo's sharq 1.3.0 (in its own "
+                             "virtualenv) and a redis-py baseline (RPUSH/LPOP/INCR round-trip floor), interleaved.")
+    workload_options(compare, 3)
+    compare.add_argument("--peer-venv", metavar="DIR", help="the sharq 1.3.0 virtualenv, built there if missing "
+                         "(default $SHARQ_FAST_PEER_VENV or ~/.cache/sharq-fast/peer-sharq-1.3.0)")
+    compare.add_argument("--peer-scaling-cap", type=_positive_int, default=50, metavar="N",
+                         help="sharq 1.3.0's measured dequeues above 10,000 ready queues (default 50)")
+    compare.add_argument("--peer-budget", type=float, default=60.0, metavar="SECONDS",
+                         help="time limit of one sharq 1.3.0 scaling measurement (default 60)")
+    compare.add_argument("--no-peer", action="store_true", help="skip sharq 1.3.0")
+    compare.add_argument("--no-baseline", action="store_true", help="skip the redis-py baseline")
+    compare.set_defaults(func=cmd_compare)
+
+    stats = sub.add_parser("stats", parents=[common], help="queue metrics (Client.metrics) as a table or JSON",
+                           description="Metrics: queue types and per-minute counts; the queues of a type; one queue.")
+    stats.add_argument("queue_type", nargs="?", metavar="QUEUE_TYPE")
+    stats.add_argument("queue_id", nargs="?", metavar="QUEUE_ID")
+    stats.add_argument("--json", action="store_true", help="JSON for scripts")
+    stats.set_defaults(func=cmd_stats)
+
+    requeue = sub.add_parser("requeue", parents=[common], help="requeue expired jobs (once, or as a daemon with --loop)",
+                             description="Put expired active jobs back in their queues. --loop runs a daemon holding the "
+                             "key prefix's requeue lock (one at a time) until SIGINT/SIGTERM.")
+    requeue.add_argument("--loop", action="store_true", help="run until SIGINT/SIGTERM")
+    requeue.add_argument("--interval", type=_positive_int, metavar="MS", help="ms between rounds (default: the config's "
+                         "job_requeue_interval, else 1000)")
+    requeue.add_argument("--json", action="store_true", help="(without --loop) print the result as JSON")
+    requeue.set_defaults(func=cmd_requeue)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """The console script. Returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "modes", None):
+        bad = [m for m in args.modes if m not in ("single", "batch")]
+        if bad:
+            parser.error(f"--modes takes single and/or batch, not {','.join(bad)}")
+    if getattr(args, "cores", None):
+        bad = [c for c in args.cores if c not in ("c", "py")]
+        if bad:
+            parser.error(f"--cores takes c and/or py, not {','.join(bad)}")
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        _note(f"{PROG}: interrupted")
+        return 130
+    except BrokenPipeError:
+        return 1
+    except Exception as exc:  # one line, no traceback, unless debugging
+        if os.environ.get(DEBUG_ENV):
+            raise
+        message = "; ".join(line.strip() for line in _describe(exc).splitlines() if line.strip())
+        _note(f"{PROG}: error: {message}")
+        return 1
+
+
+def _describe(exc: BaseException) -> str:
+    import redis
+
+    from .exceptions import SharqException
+
+    if isinstance(exc, (CliError, SharqException)):
+        return str(exc)
+    if isinstance(exc, redis.ConnectionError):
+        return f"cannot reach Redis: {exc}"
+    if isinstance(exc, redis.RedisError):
+        return f"Redis error: {exc}"
+    if isinstance(exc, OSError):
+        return f"{exc.strerror or exc}{': ' + str(exc.filename) if exc.filename else ''}"
+    return f"{type(exc).__name__}: {exc} (set {DEBUG_ENV}=1 for a traceback)"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
