@@ -6,6 +6,7 @@ bytes of one EVALSHA, so redis-py never re-packs thousands of arguments.
 """
 
 import re
+import sys
 from typing import Any, List, Sequence, Tuple
 
 import msgspec
@@ -18,6 +19,9 @@ _JOB_FIELDS = frozenset(("queue_type", "queue_id", "job_id", "payload", "interva
 _encode = msgspec.msgpack.Encoder().encode
 _decode = msgspec.msgpack.Decoder().decode
 _EXACT_SCALARS = (str, int, float, bool, bytes, type(None))
+#: Deepest nesting of containers in a payload (msgpack-python allows 1024, but msgspec
+#: runs out of Python stack before that).
+_MAX_DEPTH = 512
 
 
 def bad_argument(field: str, index: int, message: str = "has an invalid value.") -> BadArgumentException:
@@ -49,41 +53,74 @@ def check_requeue_limit(value: Any, index: int = -1) -> int:
     raise bad_argument("requeue_limit", index)
 
 
-def _plain(obj: Any) -> Any:
+def _msgpack_ext(obj: Any) -> Any:
+    """msgpack-python's ExtType or Timestamp `obj` as the msgspec Ext packed the same way,
+    else None (msgpack is not a dependency: such objects exist only if it is imported)."""
+    msgpack = sys.modules.get("msgpack")
+    if msgpack is None:
+        return None
+    if isinstance(obj, msgpack.ExtType):
+        return msgspec.msgpack.Ext(obj.code, obj.data)
+    if type(obj) is msgpack.Timestamp:
+        return msgspec.msgpack.Ext(-1, obj.to_bytes())
+    return None
+
+
+def _plain(obj: Any, depth: int = 0) -> Any:
     """`obj` with every value msgpack-python accepts turned into a type msgspec encodes the
     same way; raises TypeError for anything msgpack-python refuses (dates, sets, ...),
-    which msgspec would otherwise encode. Returns `obj` itself when nothing changes."""
+    which msgspec would otherwise encode. Returns `obj` itself when nothing changes.
+    Containers nested deeper than _MAX_DEPTH raise ValueError (a fixed limit, so that
+    both cores agree whatever the depth of the Python stack)."""
     kind = type(obj)
     if kind in _EXACT_SCALARS:
         return obj
     if kind is dict:
+        if depth >= _MAX_DEPTH:
+            raise ValueError("recursion limit exceeded")
         changed = False
         items = []
         for key, value in obj.items():
-            new_key, new_value = _plain(key), _plain(value)
+            new_key, new_value = _plain(key, depth + 1), _plain(value, depth + 1)
             changed = changed or new_key is not key or new_value is not value
             items.append((new_key, new_value))
         return dict(items) if changed else obj
     if kind is list or kind is tuple:
-        new = [_plain(item) for item in obj]
-        if any(a is not b for a, b in zip(new, obj)):
-            return new
-        return obj
-    # Subclasses, as msgpack-python packs them (bool before int: bool is an int).
+        if depth >= _MAX_DEPTH:
+            raise ValueError("recursion limit exceeded")
+        changed = False
+        new = []
+        for item in obj:
+            new_item = _plain(item, depth + 1)
+            changed = changed or new_item is not item
+            new.append(new_item)
+        if not changed:
+            return obj
+        # A tuple stays a tuple: it may be a dict key.
+        return new if kind is list else tuple(new)
+    # Subclasses, by value, as msgpack-python packs them (bool before int: bool is an int;
+    # bool itself can not be subclassed).
     if isinstance(obj, bool):
         return bool(obj)
     if isinstance(obj, int):
-        return int(obj)
+        return int.__int__(obj)
     if isinstance(obj, float):
-        return float(obj)
+        return float.__float__(obj)
     if isinstance(obj, str):
         return str.__str__(obj)
     if isinstance(obj, (bytes, bytearray, memoryview)):
-        return bytes(obj)
+        if isinstance(obj, memoryview) and not obj.c_contiguous:
+            raise ValueError("memoryview is not C-contiguous")
+        return bytes(memoryview(obj))
     if isinstance(obj, dict):
-        return _plain(dict(obj))
-    if isinstance(obj, (list, tuple)):
-        return _plain(list(obj))
+        return _plain(dict(obj), depth)
+    ext = _msgpack_ext(obj)
+    if ext is not None:
+        return ext
+    if isinstance(obj, list):
+        return _plain(list(obj), depth)
+    if isinstance(obj, tuple):
+        return _plain(tuple(obj), depth)
     raise TypeError(f"can not serialize {kind.__name__!r} object")
 
 
