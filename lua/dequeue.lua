@@ -33,10 +33,8 @@ local counter_expiry = math.floor((minute + 600000) / 1000)
 local max_orphans = 1000  -- keeps one call bounded even on a queue full of orphans
 
 local function bump(key, n)
-   if redis.call('EXISTS', key) == 1 then
-      redis.call('INCRBY', key, n)
-   else
-      redis.call('SET', key, n)
+   -- INCRBY creates a missing counter with value n: then it is new and needs its expiry.
+   if redis.call('INCRBY', key, n) == n then
       redis.call('EXPIREAT', key, counter_expiry)
    end
 end
@@ -48,62 +46,77 @@ local queue_order = {}
 local dequeued = 0
 local orphans = 0
 
--- Per job this costs four Redis calls (find the ready queue, LPOP, two HGETs); the
--- queue's length and interval are read once per call, and what SharQ writes again
--- and again with the same value (time keeper, active set) is written once at the end.
-while dequeued < count do
+-- Each round serves the first ready queue, as one SharQ dequeue would. A queue whose
+-- interval is 0 and whose score is already `now` stays the first ready queue after a
+-- dequeue (its score does not change), so the next rounds would serve it again: take
+-- those jobs in one go. The queue's length and interval are read once per call, and
+-- what SharQ writes again and again with the same value (time keeper, active set
+-- score) is written once at the end.
+while dequeued < count and orphans < max_orphans do
    local ready = redis.call('ZRANGEBYSCORE', ready_key, 0, now, 'WITHSCORES', 'LIMIT', 0, 1)
    local queue_id = ready[1]
    if not queue_id then
       break
    end
+   local score = tonumber(ready[2])
    local job_queue_key = ready_key .. ':' .. queue_id
    local q = queues[queue_id]
    if not q then
-      q = {length = redis.call('LLEN', job_queue_key), dequeued = 0}
+      q = {
+         length = redis.call('LLEN', job_queue_key),
+         interval = tonumber(redis.call('HGET', interval_key, queue_type .. ':' .. queue_id)) or 0,
+         dequeued = 0,
+      }
       queues[queue_id] = q
       queue_order[#queue_order + 1] = queue_id
    end
-   local field_prefix = queue_type .. ':' .. queue_id .. ':'
-   local job_id, payload
-   repeat
-      job_id = redis.call('LPOP', job_queue_key)
-      payload = nil
-      if job_id then
-         q.length = q.length - 1
-         payload = redis.call('HGET', payload_key, field_prefix .. job_id)
-         if not payload then
+
+   local job_ids
+   if q.interval == 0 and score == now and q.length > 1 and count - dequeued > 1 then
+      local take = math.min(count - dequeued, q.length)
+      job_ids = redis.call('LRANGE', job_queue_key, 0, take - 1)
+      redis.call('LTRIM', job_queue_key, take, -1)
+   else
+      job_ids = {redis.call('LPOP', job_queue_key)}
+      if not job_ids[1] then
+         job_ids = {}
+      end
+   end
+   q.length = q.length - #job_ids
+
+   local delivered = 0
+   if #job_ids > 0 then
+      local fields = {}
+      for k, job_id in ipairs(job_ids) do
+         fields[k] = queue_type .. ':' .. queue_id .. ':' .. job_id
+      end
+      local payloads = redis.call('HMGET', payload_key, unpack(fields))
+      local remaining = redis.call('HMGET', job_queue_key .. ':requeues_remaining', unpack(job_ids))
+      for k, job_id in ipairs(job_ids) do
+         if payloads[k] then
+            result[#result + 1] = queue_id
+            result[#result + 1] = job_id
+            result[#result + 1] = payloads[k]
+            result[#result + 1] = remaining[k] or '-1'
+            active[#active + 1] = now + expire_interval
+            active[#active + 1] = queue_id .. ':' .. job_id
+            delivered = delivered + 1
+         else
+            -- An orphan: skipped, as the next job of this queue is served instead.
             orphans = orphans + 1
          end
       end
-   until payload or not job_id or orphans >= max_orphans
+   end
+   q.dequeued = q.dequeued + delivered
+   dequeued = dequeued + delivered
 
    if q.length <= 0 then
       redis.call('ZREM', ready_key, queue_id)
       if redis.call('EXISTS', ready_key) == 0 then
          redis.call('SREM', prefix .. ':ready:queue_type', queue_type)
       end
-   elseif payload then
-      if q.interval == nil then
-         q.interval = tonumber(redis.call('HGET', interval_key, queue_type .. ':' .. queue_id)) or 0
-      end
-      local ready_at = now + q.interval
-      if ready_at ~= tonumber(ready[2]) then
-         redis.call('ZADD', ready_key, ready_at, queue_id)
-      end
-   end
-   if payload then
-      local remaining = redis.call('HGET', job_queue_key .. ':requeues_remaining', job_id)
-      result[#result + 1] = queue_id
-      result[#result + 1] = job_id
-      result[#result + 1] = payload
-      result[#result + 1] = remaining or '-1'
-      active[#active + 1] = now + expire_interval
-      active[#active + 1] = queue_id .. ':' .. job_id
-      q.dequeued = q.dequeued + 1
-      dequeued = dequeued + 1
-   elseif orphans >= max_orphans then
-      break
+   elseif delivered > 0 and now + q.interval ~= score then
+      redis.call('ZADD', ready_key, now + q.interval, queue_id)
    end
 end
 

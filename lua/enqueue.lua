@@ -2,8 +2,8 @@
 --
 -- Each job has exactly the effects of SharQ 1.3.0's enqueue, so a job written here is
 -- indistinguishable from one written by SharQ. The batch form only does less work per job:
--- one interval write and one ready-set check per queue, one RPUSH per queue, and one
--- counter update per counter key.
+-- one HMGET finds duplicates, multi-field HSETs write payloads, requeue counts and
+-- intervals, one RPUSH and one ready-set check per queue, one update per counter key.
 --
 -- KEYS[1]  key prefix P
 -- ARGV[1]  now (ms epoch)
@@ -24,60 +24,101 @@ local counter_expiry = math.floor((minute + 600000) / 1000)
 
 -- Bump a per-minute counter by n as n single SharQ increments would.
 local function bump(key, n)
-   if redis.call('EXISTS', key) == 1 then
-      redis.call('INCRBY', key, n)
-   else
-      redis.call('SET', key, n)
+   -- INCRBY creates a missing counter with value n: then it is new and needs its expiry.
+   if redis.call('INCRBY', key, n) == n then
       redis.call('EXPIREAT', key, counter_expiry)
    end
 end
 
-local queues = {}      -- queue key -> {type, id, first interval, last interval, job ids}
-local order = {}       -- queue keys in order of first appearance
+-- Calls with many arguments are sent in slices: unpack() is limited by Lua's C stack.
+local SLICE = 1000
+local function call_sliced(command, key, args)
+   for s = 1, #args, SLICE do
+      redis.call(command, key, unpack(args, s, math.min(s + SLICE - 1, #args)))
+   end
+end
+
+-- Which jobs exist already: one HMGET for the whole batch.
+local fields = {}
+for i = 2, #ARGV, 6 do
+   fields[#fields + 1] = ARGV[i] .. ':' .. ARGV[i + 1] .. ':' .. ARGV[i + 2]
+end
+local existing = {}
+for s = 1, #fields, SLICE do
+   local found = redis.call('HMGET', payload_key, unpack(fields, s, math.min(s + SLICE - 1, #fields)))
+   for k = 1, #found do
+      existing[s + k - 1] = found[k]
+   end
+end
+
+local queues = {}      -- queue -> {type, id, first interval, last interval, job ids, requeue pairs}
+local order = {}       -- queues in order of first appearance
+local payloads = {}    -- field, payload pairs of the new jobs
+local seen = {}        -- fields of this batch, to refuse a duplicate inside it
 local duplicates = {}
 local queued = 0
 
-for i = 2, #ARGV, 6 do
-   local queue_type, queue_id, job_id = ARGV[i], ARGV[i + 1], ARGV[i + 2]
-   local interval = ARGV[i + 4]
-   local queue = queue_type .. ':' .. queue_id
-   if redis.call('HSETNX', payload_key, queue .. ':' .. job_id, ARGV[i + 3]) == 0 then
-      duplicates[#duplicates + 1] = (i + 4) / 6
+for n = 1, #fields do
+   local i = 2 + (n - 1) * 6
+   local field = fields[n]
+   if existing[n] or seen[field] then
+      duplicates[#duplicates + 1] = n
    else
-      redis.call('HSET', prefix .. ':' .. queue .. ':requeues_remaining', job_id, ARGV[i + 5])
+      seen[field] = true
+      local queue_type, queue_id, interval = ARGV[i], ARGV[i + 1], ARGV[i + 4]
+      local queue = queue_type .. ':' .. queue_id
       local q = queues[queue]
       if not q then
-         q = {queue_type, queue_id, interval, interval, {}}
+         q = {queue_type, queue_id, interval, interval, {}, {}}
          queues[queue] = q
          order[#order + 1] = queue
       end
       q[4] = interval
-      q[5][#q[5] + 1] = job_id
+      q[5][#q[5] + 1] = ARGV[i + 2]
+      q[6][#q[6] + 1] = ARGV[i + 2]
+      q[6][#q[6] + 1] = ARGV[i + 5]
+      payloads[#payloads + 1] = field
+      payloads[#payloads + 1] = ARGV[i + 3]
       queued = queued + 1
    end
 end
 
+call_sliced('HSET', payload_key, payloads)
+local intervals = {}
+local newly_ready = {}  -- ready set key -> score, queue_id pairs to add
+local ready_order = {}
 for _, queue in ipairs(order) do
    local q = queues[queue]
    local queue_type, queue_id, first_interval, last_interval, job_ids = q[1], q[2], q[3], q[4], q[5]
    local job_queue_key = prefix .. ':' .. queue
-   -- RPUSH in slices: unpack() is limited by Lua's C stack.
-   for s = 1, #job_ids, 1000 do
-      redis.call('RPUSH', job_queue_key, unpack(job_ids, s, math.min(s + 999, #job_ids)))
-   end
-   redis.call('HSET', interval_key, queue, last_interval)
+   call_sliced('HSET', job_queue_key .. ':requeues_remaining', q[6])
+   call_sliced('RPUSH', job_queue_key, job_ids)
+   intervals[#intervals + 1] = queue
+   intervals[#intervals + 1] = last_interval
    local ready_key = prefix .. ':' .. queue_type
    if not redis.call('ZSCORE', ready_key, queue_id) then
-      redis.call('SADD', prefix .. ':ready:queue_type', queue_type)
       local last_dequeue = redis.call('GET', job_queue_key .. ':time')
       local ready_at = now
       if last_dequeue then
          -- SharQ uses the interval of the job that made the queue ready.
          ready_at = tonumber(first_interval) + tonumber(last_dequeue)
       end
-      redis.call('ZADD', ready_key, ready_at, queue_id)
+      local pairs_of_type = newly_ready[ready_key]
+      if not pairs_of_type then
+         pairs_of_type = {}
+         newly_ready[ready_key] = pairs_of_type
+         ready_order[#ready_order + 1] = queue_type
+      end
+      pairs_of_type[#pairs_of_type + 1] = ready_at
+      pairs_of_type[#pairs_of_type + 1] = queue_id
    end
    bump(job_queue_key .. ':enqueue_counter:' .. minute, #job_ids)
+end
+call_sliced('HSET', interval_key, intervals)
+-- Queues are distinct, so adding them to their ready sets together changes nothing.
+for _, queue_type in ipairs(ready_order) do
+   redis.call('SADD', prefix .. ':ready:queue_type', queue_type)
+   call_sliced('ZADD', prefix .. ':' .. queue_type, newly_ready[prefix .. ':' .. queue_type])
 end
 
 if queued > 0 then

@@ -161,3 +161,42 @@ def test_same_operations_leave_the_same_keys(peer, fast, redis_server_url, r):
             else:
                 mine.interval("default", kwargs["queue_id"], kwargs["interval"])
     assert comparable(dump(r, "mine:")) == comparable(dump(r, "peer:"))
+
+
+def test_enqueue_many_leaves_the_keys_sharq_enqueues_leave(peer, redis_server_url, r):
+    """A batch is indistinguishable from SharQ's one-by-one enqueues (queues spread over
+    chunks, two types, changing intervals and limits), and both sides then dequeue the
+    same jobs in the same order."""
+    jobs = [
+        {
+            "queue_type": f"t{n % 2}",
+            "queue_id": f"q{n % 7}",
+            "job_id": f"j{n}",
+            "payload": {"n": n, "list": [n] * (n % 3)},
+            "interval": 0 if n % 5 else (n * 37) % 500,
+            "requeue_limit": (n % 4) - 1,
+        }
+        for n in range(120)
+    ]
+    peer([["enqueue", job] for job in jobs], prefix="peer")
+    with Client(redis_server_url, key_prefix="mine") as mine:
+        result = mine.enqueue_many(jobs, chunk_size=25)
+        assert (result.enqueued, result.duplicates) == (120, [])
+        assert comparable(dump(r, "mine:")) == comparable(dump(r, "peer:"))
+    # Each side consumes the other's jobs: payloads intact, FIFO within each queue. (The
+    # order across queues may differ: a batch makes its new queues ready at one instant,
+    # where one-by-one enqueues each take their own.)
+    taken = peer([["dequeue", {"queue_type": "t1"}] for _ in range(30)], prefix="mine")
+    with Client(redis_server_url, key_prefix="peer") as theirs:
+        taken += [
+            {"queue_id": j.queue_id, "job_id": j.job_id, "payload": j.payload}
+            for j in theirs.dequeue_many("t1", count=30)
+        ]
+    assert len(taken) == 60
+    for job in taken:
+        n = int(job["job_id"][1:])
+        assert job["payload"] == {"n": n, "list": [n] * (n % 3)} and job["queue_id"] == f"q{n % 7}"
+    for half in (taken[:30], taken[30:]):
+        for queue_id in {job["queue_id"] for job in half}:
+            numbers = [int(job["job_id"][1:]) for job in half if job["queue_id"] == queue_id]
+            assert numbers == sorted(numbers)
