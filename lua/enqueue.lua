@@ -38,6 +38,37 @@ local function call_sliced(command, key, args)
    end
 end
 
+-- Redis does not roll a script back when a command fails half way, so refuse the whole
+-- batch before writing anything if a key it writes holds another type (data that is not
+-- SharQ's under this prefix).
+local function type_error(key, expected)
+   local found = redis.call('TYPE', key)['ok']
+   if found ~= 'none' and found ~= expected then
+      return redis.error_reply('WRONGTYPE ' .. key .. ' holds a ' .. found .. ', not a ' .. expected
+         .. ': nothing of this batch was written')
+   end
+end
+local checked = {}
+local err = type_error(payload_key, 'hash') or type_error(interval_key, 'hash')
+for i = 2, #ARGV, 6 do
+   if err then
+      return err
+   end
+   local ready_key = prefix .. ':' .. ARGV[i]
+   local job_queue_key = ready_key .. ':' .. ARGV[i + 1]
+   if not checked[ready_key] then
+      checked[ready_key] = true
+      err = type_error(ready_key, 'zset')
+   end
+   if not err and not checked[job_queue_key] then
+      checked[job_queue_key] = true
+      err = type_error(job_queue_key, 'list')
+   end
+end
+if err then
+   return err
+end
+
 -- Which jobs exist already: one HMGET for the whole batch.
 local fields = {}
 for i = 2, #ARGV, 6 do

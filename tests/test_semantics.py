@@ -6,6 +6,7 @@ import decimal
 
 import msgpack
 import pytest
+import redis
 
 from redis_state import raw_snapshot
 from sharq_fast import BadArgumentException, Client, UndecodablePayload
@@ -153,6 +154,9 @@ BAD_ENQUEUES = [
     ("interval", "100"),
     ("requeue_limit", -2),
     ("requeue_limit", False),
+    ("queue_id", "active"),  # its job list would be the queue type's active set
+    ("queue_type", "payload"),  # its ready set would be the payload hash
+    ("queue_type", "enqueue_counter"),
     ("payload", datetime.date(2024, 1, 1)),
     ("payload", {1, 2}),
     ("payload", {"x": decimal.Decimal(1)}),
@@ -189,6 +193,21 @@ def test_bad_identifiers_elsewhere_change_nothing(client, r, call):
     before = raw_snapshot(r)
     with pytest.raises(BadArgumentException, match="has an invalid value"):
         call(client)
+    assert raw_snapshot(r) == before
+
+
+def test_reserved_queue_id_of_ready_type_is_refused(client, r):
+    with pytest.raises(BadArgumentException, match="reserved"):
+        client.enqueue(queue_type="ready", queue_id="queue_type", job_id="j", payload=1, interval=0)
+    assert r.dbsize() == 0
+    assert client.enqueue(queue_type="ready", queue_id="q", job_id="j", payload=1, interval=0)
+
+
+def test_foreign_key_of_another_type_refuses_enqueue_and_writes_nothing(client, r):
+    r.set(f"{P}:default:q1", "not a list")  # not SharQ's data
+    before = raw_snapshot(r)
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE .*nothing of this batch was written"):
+        enqueue(client, "j1")
     assert raw_snapshot(r) == before
 
 

@@ -17,6 +17,15 @@ IDENTIFIER_MAX_LENGTH = 100
 # Script calls are kept small, so that one call blocks Redis for ~1-2 ms at most (Redis
 # spends roughly 5-20 us per job in them), and pipelined, so that the round trip is still
 # paid once per thousands of jobs.
+#: Names whose keys would be SharQ's own keys in its layout: queue type "payload" has the
+#: ready set P:payload (the payload hash), queue id "active" the job list P:T:active (the
+#: active set), queue id "queue_type" of type "ready" the job list P:ready:queue_type, and
+#: counter-named types have job lists P:enqueue_counter:M. SharQ accepted them and broke.
+RESERVED_QUEUE_TYPES = frozenset(("payload", "interval", "enqueue_counter", "dequeue_counter"))
+RESERVED_QUEUE_IDS = frozenset(("active",))
+RESERVED_QUEUE_TYPE_IDS = frozenset((("ready", "queue_type"), ("active", "queue_type")))
+RESERVED_MESSAGE = "is reserved: its keys would be SharQ's own keys."
+
 #: Jobs per script call in enqueue_many/finish_many.
 DEFAULT_CHUNK_SIZE = 200
 MAX_CHUNK_SIZE = 5000

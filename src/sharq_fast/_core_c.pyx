@@ -23,6 +23,7 @@ from cpython.unicode cimport PyUnicode_CheckExact, PyUnicode_DecodeUTF8
 from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memcpy
 
+from ._constants import RESERVED_MESSAGE, RESERVED_QUEUE_IDS, RESERVED_QUEUE_TYPE_IDS, RESERVED_QUEUE_TYPES
 from .exceptions import BadArgumentException
 from .types import Job, JobRequest, UndecodablePayload
 
@@ -97,6 +98,14 @@ cdef inline bint _is_int_at_least(object value, long long low) except -1:
     if isinstance(value, int) and not isinstance(value, bool):
         return bool(value >= low)
     return False
+
+
+def check_not_reserved(queue_type, queue_id, index = -1):
+    """Raise if a queue's keys would collide with SharQ's own keys (see _constants)."""
+    if queue_type in RESERVED_QUEUE_TYPES:
+        raise bad_argument("queue_type", index, f"{queue_type!r} {RESERVED_MESSAGE}")
+    if queue_id in RESERVED_QUEUE_IDS or (queue_type, queue_id) in RESERVED_QUEUE_TYPE_IDS:
+        raise bad_argument("queue_id", index, f"{queue_id!r} {RESERVED_MESSAGE}")
 
 
 def check_interval(value, index=-1):
@@ -514,6 +523,7 @@ cdef tuple _job_fields(object job, object index, object default_requeue_limit):
         raise bad_argument("queue_id", index)
     if not _is_identifier(queue_type):
         raise bad_argument("queue_type", index)
+    check_not_reserved(queue_type, queue_id, index)
     if requeue_limit is None:
         requeue_limit = default_requeue_limit
     if not _is_int_at_least(requeue_limit, -1):

@@ -11,6 +11,7 @@ from typing import Any, List, Sequence, Tuple
 
 import msgspec
 
+from ._constants import RESERVED_MESSAGE, RESERVED_QUEUE_IDS, RESERVED_QUEUE_TYPE_IDS, RESERVED_QUEUE_TYPES
 from .exceptions import BadArgumentException
 from .types import Job, JobRequest, UndecodablePayload
 
@@ -37,6 +38,14 @@ def check_identifier(value: Any, field: str, index: int = -1) -> str:
     if isinstance(value, str) and _IDENTIFIER.fullmatch(value) is not None:
         return value
     raise bad_argument(field, index)
+
+
+def check_not_reserved(queue_type: str, queue_id: str, index: int = -1) -> None:
+    """Raise if a queue's keys would collide with SharQ's own keys (see _constants)."""
+    if queue_type in RESERVED_QUEUE_TYPES:
+        raise bad_argument("queue_type", index, f"{queue_type!r} {RESERVED_MESSAGE}")
+    if queue_id in RESERVED_QUEUE_IDS or (queue_type, queue_id) in RESERVED_QUEUE_TYPE_IDS:
+        raise bad_argument("queue_id", index, f"{queue_id!r} {RESERVED_MESSAGE}")
 
 
 def check_interval(value: Any, index: int = -1) -> int:
@@ -195,6 +204,7 @@ def job_fields(job: Any, index: int, default_requeue_limit: int) -> Tuple[str, s
     check_identifier(job_id, "job_id", index)
     check_identifier(queue_id, "queue_id", index)
     check_identifier(queue_type, "queue_type", index)
+    check_not_reserved(queue_type, queue_id, index)
     if requeue_limit is None:
         requeue_limit = default_requeue_limit
     check_requeue_limit(requeue_limit, index)
