@@ -34,7 +34,8 @@ local max_orphans = 1000  -- keeps one call bounded even on a queue full of orph
 
 local function bump(key, n)
    -- INCRBY creates a missing counter with value n: then it is new and needs its expiry.
-   if redis.call('INCRBY', key, n) == n then
+   -- pcall: a counter key holding something else must not fail a call that took jobs.
+   if redis.pcall('INCRBY', key, n) == n then
       redis.call('EXPIREAT', key, counter_expiry)
    end
 end
@@ -62,8 +63,20 @@ while dequeued < count and orphans < max_orphans do
    local job_queue_key = ready_key .. ':' .. queue_id
    local q = queues[queue_id]
    if not q then
+      -- A queue's own keys holding another type (data that is not SharQ's) would make a
+      -- command fail after jobs were popped, and Redis does not roll a script back: check
+      -- them before popping, and stop there (with an error if nothing was taken yet).
+      local length = redis.pcall('LLEN', job_queue_key)
+      local remaining_type = redis.call('TYPE', job_queue_key .. ':requeues_remaining')['ok']
+      if type(length) == 'table' or (remaining_type ~= 'none' and remaining_type ~= 'hash') then
+         if dequeued > 0 then
+            break
+         end
+         return redis.error_reply('WRONGTYPE a key of queue ' .. queue_type .. ':' .. queue_id
+            .. ' holds another type; nothing was dequeued')
+      end
       q = {
-         length = redis.call('LLEN', job_queue_key),
+         length = length,
          interval = tonumber(redis.call('HGET', interval_key, queue_type .. ':' .. queue_id)) or 0,
          dequeued = 0,
       }

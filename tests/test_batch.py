@@ -802,3 +802,24 @@ def test_queue_id_active_does_not_poison_its_queue_type(client: Client, r: redis
         got += [j.job_id for j in client.dequeue_many(count=1)]
     assert "ok" in got
     assert set(got) in ({"ok"}, {"x0", "x1", "x2", "ok"})
+
+
+def test_dict_subclasses_are_jobs_too(client: Client):
+    from collections import OrderedDict
+
+    result = client.enqueue_many([OrderedDict(queue_id="q1", job_id="o1", payload=1, interval=0)])
+    assert result.enqueued == 1 and client.dequeue().job_id == "o1"
+
+
+def test_dequeue_many_error_keeps_the_jobs_it_took(client: Client, r: redis.Redis):
+    """A later script call failing must not drop the jobs earlier calls took."""
+    client.enqueue_many([job(f"j{i}", interval=0) for i in range(3)])
+    client.enqueue_many([job(f"k{i}", queue_id="q2", interval=0) for i in range(2)])
+    r.set(f"{P}:default:q2:requeues_remaining", "x")  # not SharQ's data
+    taken = client.dequeue_many(count=10)  # stops before the broken queue
+    assert [j.job_id for j in taken] == ["j0", "j1", "j2"]
+    with pytest.raises(BatchError, match="WRONGTYPE") as info:
+        client.dequeue_many(count=2)
+    assert info.value.jobs == []
+    r.delete(f"{P}:default:q2:requeues_remaining")
+    assert [j.job_id for j in client.dequeue_many(count=5)] == ["k0", "k1"]

@@ -490,7 +490,7 @@ cdef tuple _job_fields(object job, object index, object default_requeue_limit):
     cdef PyObject* k
     cdef PyObject* v
     cdef Py_ssize_t pos = 0
-    if type(job) is dict:
+    if isinstance(job, dict):
         while PyDict_Next(<dict>job, &pos, &k, &v):
             if not PySet_Contains(JOB_FIELDS, <object>k):
                 raise bad_argument(_unknown_field(<dict>job), index, "is not a job field.")

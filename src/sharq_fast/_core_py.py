@@ -183,7 +183,7 @@ def _evalsha_head(sha: bytes, keys: Sequence[Any], argc: int) -> bytes:
 def job_fields(job: Any, index: int, default_requeue_limit: int) -> Tuple[str, str, str, bytes, int, int]:
     """Validate one job request (dict or JobRequest), in SharQ's order of checks, and return
     (queue_type, queue_id, job_id, encoded payload, interval, requeue_limit)."""
-    if type(job) is dict:
+    if isinstance(job, dict):
         if not _JOB_FIELDS.issuperset(job):
             unknown = sorted(str(key) for key in job if key not in _JOB_FIELDS)[0]
             raise bad_argument(unknown, index, "is not a job field.")

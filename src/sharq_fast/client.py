@@ -39,12 +39,14 @@ def epoch_ms() -> int:
 
 
 class BatchError(SharqException):
-    """Redis refused part of a batch. ``enqueued`` (or ``done``) counts what did land."""
+    """Redis refused part of a batch. ``done`` (``enqueued`` for enqueue_many) counts what
+    did land; ``jobs`` holds the jobs that dequeue_many did take (finish them)."""
 
-    def __init__(self, message: str, *, done: int) -> None:
+    def __init__(self, message: str, *, done: int, jobs: Optional[List[Job]] = None) -> None:
         super().__init__(message)
         self.done = done
         self.enqueued = done
+        self.jobs = jobs or []
 
 
 def _positive_ms(value: Any, name: str) -> int:
@@ -417,10 +419,18 @@ class Client:
             for done in range(0, count, C.MAX_DEQUEUE_PER_CALL)
         ]
         jobs: List[Job] = []
+        error = None
         for reply in self._execute(commands):
             if isinstance(reply, ResponseError):
-                raise BatchError(f"Redis refused a dequeue: {reply}; {len(jobs)} jobs were dequeued", done=len(jobs))
-            jobs.extend(core.parse_jobs(reply, queue_type))
+                error = error or reply
+            else:
+                jobs.extend(core.parse_jobs(reply, queue_type))
+        if error is not None:
+            raise BatchError(
+                f"Redis refused a dequeue: {error}; {len(jobs)} jobs were dequeued (in .jobs)",
+                done=len(jobs),
+                jobs=jobs,
+            )
         return jobs
 
     def finish_many(
