@@ -323,6 +323,32 @@ def test_pack_enqueue_good_jobs(jobs):
     assert result[0] == "ok"
 
 
+@needs_c
+@SETTINGS
+@given(st.lists(any_jobs, max_size=8), st.integers(-1, 5), st.integers(0, 100), st.integers(1, 4))
+def test_pack_enqueue_grouped(jobs, default_limit, first_index, chunk_size):
+    same("pack_enqueue_grouped", b"sha", "prefix", 1_700_000_000_000, jobs, default_limit, first_index, chunk_size)
+
+
+@given(st.lists(st.tuples(st.sampled_from(["a", "b"]), st.sampled_from(["q1", "q2", "q3"])), max_size=30), st.integers(1, 7))
+@SETTINGS
+def test_pack_enqueue_grouped_keeps_queue_order_and_covers_every_job(core, queues, chunk_size):
+    jobs = [
+        {"queue_type": t, "queue_id": q, "job_id": f"j{i}", "payload": i, "interval": 0}
+        for i, (t, q) in enumerate(queues)
+    ]
+    commands, positions = core.pack_enqueue_grouped(b"sha", "p", 1, jobs, -1, 0, chunk_size)
+    order = [i for part in positions for i in part]
+    assert sorted(order) == list(range(len(jobs)))
+    assert all(1 <= len(part) <= chunk_size for part in positions) and len(commands) == len(positions)
+    for queue in set(queues):
+        mine = [i for i in order if queues[i] == queue]
+        assert mine == sorted(mine)  # each queue's jobs stay in input order
+    # Each queue's jobs are contiguous: Redis sees a queue once per chunk at most twice.
+    runs = [queues[i] for i in order]
+    assert sum(1 for a, b in zip(runs, runs[1:]) if a != b) == len(set(queues)) - 1 if queues else True
+
+
 finish_jobs = (
     st.tuples(maybe_identifiers, maybe_identifiers, maybe_identifiers)
     | st.builds(Job, maybe_identifiers, maybe_identifiers, maybe_identifiers, st.none(), st.integers())

@@ -27,10 +27,10 @@ RESERVED_QUEUE_TYPE_IDS = frozenset((("ready", "queue_type"), ("active", "queue_
 RESERVED_MESSAGE = "is reserved: its keys would be SharQ's own keys."
 
 #: Jobs per script call in enqueue_many/finish_many.
-DEFAULT_CHUNK_SIZE = 200
+DEFAULT_CHUNK_SIZE = 100
 MAX_CHUNK_SIZE = 5000
 #: Script calls sent per round trip in batch operations.
-DEFAULT_PIPELINE_DEPTH = 10
+DEFAULT_PIPELINE_DEPTH = 20
 #: Most jobs one dequeue script call takes; larger counts are split into several calls.
 MAX_DEQUEUE_PER_CALL = 100
 #: Expired jobs handled per requeue script call.

@@ -561,6 +561,55 @@ def pack_enqueue(sha, prefix, now, jobs, default_requeue_limit, first_index):
         free(head.data)
 
 
+
+cdef bytes _pack_enqueue_part(object sha, object prefix, object now, list fields, list part):
+    cdef Buf head, body
+    cdef Py_ssize_t argc = 1
+    head.data = NULL
+    buf_init(&body, 8192)
+    try:
+        buf_arg(&body, now)
+        for i in part:
+            for value in <tuple>fields[i]:
+                buf_arg(&body, value)
+            argc += 6
+        buf_init(&head, 256)
+        _evalsha_head(&head, sha, (prefix,), argc)
+        return buf_finish(&head, &body)
+    finally:
+        free(body.data)
+        free(head.data)
+
+
+def pack_enqueue_grouped(sha, prefix, now, jobs, default_requeue_limit, first_index, chunk_size):
+    """Validate and encode all `jobs`, order them queue by queue (each queue's jobs in input
+    order) and pack enqueue.lua EVALSHAs of `chunk_size` jobs: (commands, positions)."""
+    cdef list fields = []
+    cdef dict groups = {}
+    cdef list order = []
+    cdef list commands = []
+    cdef list positions = []
+    cdef Py_ssize_t i = 0, start, n
+    cdef tuple values
+    for job in jobs:
+        values = _job_fields(job, first_index + i, default_requeue_limit)
+        fields.append(values)
+        key = (values[0], values[1])
+        group = groups.get(key)
+        if group is None:
+            groups[key] = [i]
+        else:
+            (<list>group).append(i)
+        i += 1
+    for group in groups.values():
+        order.extend(<list>group)
+    n = len(order)
+    for start in range(0, n, chunk_size):
+        part = order[start:start + chunk_size]
+        commands.append(_pack_enqueue_part(sha, prefix, now, fields, part))
+        positions.append(part)
+    return commands, positions
+
 cdef tuple _finish_fields(object job, object index):
     if isinstance(job, JOB):
         queue_type, queue_id, job_id = job.queue_type, job.queue_id, job.job_id

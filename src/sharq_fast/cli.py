@@ -509,7 +509,7 @@ def build_parser() -> argparse.ArgumentParser:
     def workload_options(p: argparse.ArgumentParser, repeat: int) -> None:
         p.add_argument("--n", type=_positive_int, default=20_000, help="jobs in the workload (default 20000)")
         p.add_argument("--queues", type=_positive_int, default=100, help="queues the jobs spread over (default 100)")
-        p.add_argument("--batch", type=_positive_int, default=100, help="jobs per batched call (default 100)")
+        p.add_argument("--batch", type=_positive_int, default=1000, help="jobs per batched call (default 1000)")
         p.add_argument("--repeat", type=_positive_int, default=repeat, help=f"repetitions, interleaved (default {repeat})")
         p.add_argument("--cores", type=lambda s: [c.strip() for c in s.split(",") if c.strip()], metavar="c,py",
                        help="sharq_fast cores to run (default: both; the compiled one when built)")
