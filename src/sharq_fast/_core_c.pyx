@@ -540,26 +540,10 @@ def job_fields(job, index, default_requeue_limit):
 def pack_enqueue(sha, prefix, now, jobs, default_requeue_limit, first_index):
     """Validate and encode `jobs` and return the RESP of one enqueue.lua EVALSHA. Raises
     BadArgumentException naming index ``first_index + i`` of the first bad job."""
-    cdef Buf head, body
-    cdef Py_ssize_t argc = 1, i = 0
-    cdef tuple fields
-    head.data = NULL
-    buf_init(&body, 8192)
-    try:
-        buf_arg(&body, now)
-        for job in jobs:
-            fields = _job_fields(job, first_index + i, default_requeue_limit)
-            for value in fields:
-                buf_arg(&body, value)
-            argc += 6
-            i += 1
-        buf_init(&head, 256)
-        _evalsha_head(&head, sha, (prefix,), argc)
-        return buf_finish(&head, &body)
-    finally:
-        free(body.data)
-        free(head.data)
-
+    cdef list fields = [
+        _job_fields(job, first_index + i, default_requeue_limit) for i, job in enumerate(jobs)
+    ]
+    return _pack_enqueue_part(sha, prefix, now, fields, list(range(len(fields))))
 
 
 cdef bytes _pack_enqueue_part(object sha, object prefix, object now, list fields, list part):

@@ -7,7 +7,7 @@ bytes of one EVALSHA, so redis-py never re-packs thousands of arguments.
 
 import re
 import sys
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Sequence, Tuple
 
 import msgspec
 
@@ -216,13 +216,16 @@ def pack_enqueue(
 ) -> bytes:
     """Validate and encode `jobs` and return the RESP of one enqueue.lua EVALSHA. Raises
     BadArgumentException naming index ``first_index + i`` of the first bad job."""
-    body: List[bytes] = [_arg(now)]
-    append = body.append
-    for i, job in enumerate(jobs):
-        for value in job_fields(job, first_index + i, default_requeue_limit):
-            append(_arg(value))
-    return _evalsha_head(sha, (prefix,), len(body)) + b"".join(body)
+    fields = [job_fields(job, first_index + i, default_requeue_limit) for i, job in enumerate(jobs)]
+    return _pack_enqueue_part(sha, prefix, now, fields, range(len(fields)))
 
+
+def _pack_enqueue_part(sha: bytes, prefix: str, now: int, fields: List[Tuple[Any, ...]], part: Iterable[int]) -> bytes:
+    """RESP of one enqueue.lua EVALSHA of the validated jobs `fields[i]` for i in `part`."""
+    body = [_arg(now)]
+    for i in part:
+        body.extend([_arg(value) for value in fields[i]])
+    return _evalsha_head(sha, (prefix,), len(body)) + b"".join(body)
 
 
 def pack_enqueue_grouped(
@@ -256,12 +259,10 @@ def pack_enqueue_grouped(
     commands, positions = [], []
     for start in range(0, len(order), chunk_size):
         part = order[start : start + chunk_size]
-        body = [_arg(now)]
-        for i in part:
-            body.extend([_arg(value) for value in fields[i]])
-        commands.append(_evalsha_head(sha, (prefix,), len(body)) + b"".join(body))
+        commands.append(_pack_enqueue_part(sha, prefix, now, fields, part))
         positions.append(part)
     return commands, positions
+
 
 def finish_fields(job: Any, index: int) -> Tuple[str, str, str]:
     """Validate one job to finish (a Job or a (queue_type, queue_id, job_id) tuple)."""
