@@ -7,7 +7,6 @@ client CPU per job (time.process_time) and Redis server CPU per job (INFO cpu de
 ``benchmark.extra_info``.
 """
 
-import os
 import time
 from typing import Any, Callable, Dict, Iterator, Optional
 
@@ -17,7 +16,7 @@ import redis
 from sharq_fast import _core_py
 from sharq_fast import client as client_module
 from sharq_fast._bench import BENCH_JOB_EXPIRE_MS, cleanup, new_prefix
-from sharq_fast._redis_server import RedisServer, server_cpu
+from sharq_fast._redis_server import external_or_private_redis, server_cpu
 from sharq_fast.client import Client
 
 try:
@@ -31,15 +30,8 @@ BENCH_CORES: Dict[str, Any] = {"c": _core_c, "py": _core_py}
 @pytest.fixture(scope="session")
 def bench_redis_url() -> Iterator[str]:
     """$SHARQ_FAST_BENCH_REDIS_URL, or a private redis-server for the session."""
-    external = os.environ.get("SHARQ_FAST_BENCH_REDIS_URL")
-    if external:
-        yield external
-        return
-    server = RedisServer()
-    try:
-        yield server.url
-    finally:
-        server.stop()
+    with external_or_private_redis("SHARQ_FAST_BENCH_REDIS_URL") as url:
+        yield url
 
 
 @pytest.fixture(params=list(BENCH_CORES))

@@ -1,7 +1,6 @@
 """Fixtures: a private redis-server, a clean database per test, an injected clock, and
 every test run against both cores (compiled and pure Python)."""
 
-import os
 import sys
 from pathlib import Path
 from typing import Iterator
@@ -13,7 +12,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import sharq_fast  # noqa: E402
 from sharq_fast import _core_py, client as client_module  # noqa: E402
-from redis_server import RedisServer  # noqa: E402
+from sharq_fast._redis_server import external_or_private_redis  # noqa: E402
 
 try:
     from sharq_fast import _core_c
@@ -46,15 +45,8 @@ class FakeClock:
 @pytest.fixture(scope="session")
 def redis_server_url() -> Iterator[str]:
     """The URL of the Redis the suite uses: SHARQ_FAST_TEST_REDIS_URL, or a private one."""
-    external = os.environ.get("SHARQ_FAST_TEST_REDIS_URL")
-    if external:
-        yield external
-        return
-    server = RedisServer()
-    try:
-        yield server.url
-    finally:
-        server.stop()
+    with external_or_private_redis("SHARQ_FAST_TEST_REDIS_URL") as url:
+        yield url
 
 
 @pytest.fixture(params=list(CORES), autouse=True)

@@ -11,7 +11,8 @@ import socket
 import subprocess
 import tempfile
 import time
-from typing import Dict, Optional
+import contextlib
+from typing import Dict, Iterator, Optional
 
 import redis
 
@@ -107,6 +108,21 @@ class RedisServer:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+
+@contextlib.contextmanager
+def external_or_private_redis(env_var: str) -> Iterator[str]:
+    """The Redis URL in $`env_var` if set, else the URL of a private redis-server that
+    runs for the duration of the block."""
+    external = os.environ.get(env_var)
+    if external:
+        yield external
+        return
+    server = RedisServer()
+    try:
+        yield server.url
+    finally:
+        server.stop()
 
 
 def server_cpu(conn: "redis.Redis") -> float:
