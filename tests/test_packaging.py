@@ -44,7 +44,7 @@ def build_env(**extra):
 def sdist(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("sdist")
     run([sys.executable, "-m", "build", "--sdist", "--no-isolation", "--outdir", out], ROOT, build_env())
-    (path,) = out.glob("sharq_fast-*.tar.gz")
+    (path,) = out.glob("sharq[-_]fast-*.tar.gz")  # older setuptools keep the dash
     return path
 
 

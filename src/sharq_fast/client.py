@@ -173,7 +173,9 @@ class Client:
 
     def _execute(self, commands: Sequence[bytes]) -> List[Any]:
         """Like _send, but scripts missing on the server (NOSCRIPT: SCRIPT FLUSH, a Redis
-        restart or failover) are loaded and their commands sent again."""
+        restart or failover) are loaded and their commands sent again. (Commands of one
+        round trip use one script, so they fail together, unless a flush lands between
+        them: then the resent ones run after the others, which changes no job's fate.)"""
         replies = self._send(commands)
         missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
         if missing:
