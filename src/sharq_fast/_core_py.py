@@ -16,10 +16,11 @@ from .exceptions import BadArgumentException
 from .types import Job, JobRequest, UndecodablePayload
 
 _IDENTIFIER = re.compile(r"[A-Za-z0-9_-]{1,100}")
+_JOB_RESP = b"$%d\r\n%b\r\n" * 6
 _JOB_FIELDS = frozenset(("queue_type", "queue_id", "job_id", "payload", "interval", "requeue_limit"))
 _encode = msgspec.msgpack.Encoder().encode
 _decode = msgspec.msgpack.Decoder().decode
-_EXACT_SCALARS = (str, int, float, bool, bytes, type(None))
+_EXACT_SCALARS = frozenset((str, int, float, bool, bytes, type(None)))
 #: Deepest nesting of containers in a payload (msgpack-python allows 1024, but msgspec
 #: runs out of Python stack before that).
 _MAX_DEPTH = 512
@@ -87,6 +88,11 @@ def _plain(obj: Any, depth: int = 0) -> Any:
     if kind is dict:
         if depth >= _MAX_DEPTH:
             raise ValueError("recursion limit exceeded")
+        for key, value in obj.items():  # the common case: plain scalars, nothing to change
+            if type(key) not in _EXACT_SCALARS or type(value) not in _EXACT_SCALARS:
+                break
+        else:
+            return obj
         changed = False
         items = []
         for key, value in obj.items():
@@ -97,6 +103,11 @@ def _plain(obj: Any, depth: int = 0) -> Any:
     if kind is list or kind is tuple:
         if depth >= _MAX_DEPTH:
             raise ValueError("recursion limit exceeded")
+        for item in obj:
+            if type(item) not in _EXACT_SCALARS:
+                break
+        else:
+            return obj
         changed = False
         new = []
         for item in obj:
@@ -223,9 +234,20 @@ def pack_enqueue(
 def _pack_enqueue_part(sha: bytes, prefix: str, now: int, fields: List[Tuple[Any, ...]], part: Iterable[int]) -> bytes:
     """RESP of one enqueue.lua EVALSHA of the validated jobs `fields[i]` for i in `part`."""
     body = [_arg(now)]
+    append = body.append
     for i in part:
-        body.extend([_arg(value) for value in fields[i]])
-    return _evalsha_head(sha, (prefix,), len(body)) + b"".join(body)
+        # One format per job: identifiers are validated ASCII, interval and limit ints.
+        queue_type, queue_id, job_id, payload, interval, limit = fields[i]
+        interval_b, limit_b = b"%d" % interval, b"%d" % limit
+        append(
+            _JOB_RESP
+            % (
+                len(queue_type), queue_type.encode(), len(queue_id), queue_id.encode(),
+                len(job_id), job_id.encode(), len(payload), payload,
+                len(interval_b), interval_b, len(limit_b), limit_b,
+            )
+        )
+    return _evalsha_head(sha, (prefix,), 1 + 6 * (len(body) - 1)) + b"".join(body)
 
 
 def pack_enqueue_grouped(
