@@ -40,6 +40,14 @@ local function bump(key, n)
    end
 end
 
+-- A queue's own keys holding another type (data that is not SharQ's) would make a
+-- command fail after jobs were popped, and Redis does not roll a script back: such a
+-- queue stops the call before anything of it changes (with an error if nothing was taken).
+local function wrong_type(queue_id)
+   return redis.error_reply('WRONGTYPE a key of queue ' .. queue_type .. ':' .. queue_id
+      .. ' holds another type; nothing was dequeued from it')
+end
+
 local result = {}
 local active = {}      -- score, member pairs for one ZADD at the end
 local queues = {}      -- queue_id -> what this call knows of that queue
@@ -63,17 +71,12 @@ while dequeued < count and orphans < max_orphans do
    local job_queue_key = ready_key .. ':' .. queue_id
    local q = queues[queue_id]
    if not q then
-      -- A queue's own keys holding another type (data that is not SharQ's) would make a
-      -- command fail after jobs were popped, and Redis does not roll a script back: check
-      -- them before popping, and stop there (with an error if nothing was taken yet).
       local length = redis.pcall('LLEN', job_queue_key)
-      local remaining_type = redis.call('TYPE', job_queue_key .. ':requeues_remaining')['ok']
-      if type(length) == 'table' or (remaining_type ~= 'none' and remaining_type ~= 'hash') then
+      if type(length) == 'table' then
          if dequeued > 0 then
             break
          end
-         return redis.error_reply('WRONGTYPE a key of queue ' .. queue_type .. ':' .. queue_id
-            .. ' holds another type; nothing was dequeued')
+         return wrong_type(queue_id)
       end
       q = {
          length = length,
@@ -104,7 +107,17 @@ while dequeued < count and orphans < max_orphans do
          fields[k] = queue_type .. ':' .. queue_id .. ':' .. job_id
       end
       local payloads = redis.call('HMGET', payload_key, unpack(fields))
-      local remaining = redis.call('HMGET', job_queue_key .. ':requeues_remaining', unpack(job_ids))
+      local remaining = redis.pcall('HMGET', job_queue_key .. ':requeues_remaining', unpack(job_ids))
+      if remaining.err then
+         -- Put the popped ids back, in order, and stop before this queue.
+         for k = #job_ids, 1, -1 do
+            redis.call('LPUSH', job_queue_key, job_ids[k])
+         end
+         if dequeued > 0 then
+            break
+         end
+         return wrong_type(queue_id)
+      end
       for k, job_id in ipairs(job_ids) do
          if payloads[k] then
             result[#result + 1] = queue_id
