@@ -3,14 +3,16 @@
 -- KEYS[1]  key prefix P
 -- ARGV[1]  queue type T
 -- ARGV[2]  queue id Q
--- ARGV[3]  '1' to purge: also delete the queued jobs' payloads and requeue counts and the
---          queue's interval
+-- ARGV[3]  '1' to purge: the queued jobs' payloads and requeue counts and the queue's
+--          interval go too
+-- ARGV[4]  with purge: the key to move the job list to; purge_jobs.lua then deletes its
+--          jobs in bounded steps, so that a long queue never blocks Redis for long
 --
--- Returns 1 when Q was in the ready set, 0 when it was not. The job list P:T:Q is deleted
--- either way, as SharQ does.
+-- Returns 1 when Q was in the ready set, 0 when it was not. The job list P:T:Q is gone
+-- either way, as in SharQ (which purges only when Q was ready).
 
 local prefix = KEYS[1]
-local queue_type, queue_id, purge = ARGV[1], ARGV[2], ARGV[3] == '1'
+local queue_type, queue_id, purge, purge_key = ARGV[1], ARGV[2], ARGV[3] == '1', ARGV[4]
 local queue = queue_type .. ':' .. queue_id
 local job_queue_key = prefix .. ':' .. queue
 
@@ -19,14 +21,12 @@ if was_ready == 1 and redis.call('EXISTS', prefix .. ':' .. queue_type) == 0 the
    redis.call('SREM', prefix .. ':ready:queue_type', queue_type)
 end
 if was_ready == 1 and purge then
-   local job_ids = redis.call('LRANGE', job_queue_key, 0, -1)
-   local payload_key = prefix .. ':payload'
-   local remaining_key = job_queue_key .. ':requeues_remaining'
-   for _, job_id in ipairs(job_ids) do
-      redis.call('HDEL', payload_key, queue .. ':' .. job_id)
-      redis.call('HDEL', remaining_key, job_id)
-   end
    redis.call('HDEL', prefix .. ':interval', queue)
+   if redis.call('EXISTS', job_queue_key) == 1 then
+      redis.call('RENAME', job_queue_key, purge_key)
+   end
+else
+   -- UNLINK: the same as SharQ's DEL, but a long list is freed in the background.
+   redis.call('UNLINK', job_queue_key)
 end
-redis.call('DEL', job_queue_key)
 return was_ready

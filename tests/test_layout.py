@@ -206,3 +206,17 @@ def test_key_prefix_is_honoured(redis_server_url, r, clock):
         c.dequeue("sms")
     assert all(key.startswith(b"other:") for key in r.keys())
     assert r.exists("other:sms:active", "other:active:queue_type", "other:payload") == 3
+
+
+def test_purge_of_a_long_queue_runs_in_bounded_steps(client, r, redis_server_url):
+    from sharq_fast import _constants as C
+
+    count = 2 * C.PURGE_BATCH + 7
+    client.enqueue_many({"queue_id": "big", "job_id": f"j{i}", "payload": i, "interval": 0} for i in range(count))
+    enqueue(client, "other", queue_id="q2")
+    r.config_resetstat()
+    assert client.clear_queue("default", "big", purge_all=True) is True
+    assert r.info("commandstats")["cmdstat_evalsha"]["calls"] == 1 + 3  # clear, then 3 steps
+    assert r.hkeys(f"{P}:payload") == [b"default:q2:other"]
+    assert r.keys(f"{P}:default:big*") == []
+    assert r.hkeys(f"{P}:interval") == [b"default:q2"]

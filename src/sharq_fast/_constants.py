@@ -35,6 +35,8 @@ DEFAULT_PIPELINE_DEPTH = 20
 MAX_DEQUEUE_PER_CALL = 100
 #: Expired jobs handled per requeue script call.
 REQUEUE_BATCH = 200
+#: Jobs deleted per purge script call of clear_queue(purge_all=True).
+PURGE_BATCH = 500
 
 #: Metrics keep ten one-minute windows.
 METRICS_WINDOWS = 10

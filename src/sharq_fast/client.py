@@ -9,6 +9,7 @@ redis-py's.
 import os
 import threading
 import time
+import uuid
 import weakref
 from itertools import islice
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Union
@@ -331,11 +332,18 @@ class Client:
 
     def clear_queue(self, queue_type: str, queue_id: str, purge_all: bool = False) -> bool:
         """Remove a queue from its ready set and delete its job list, atomically; with
-        `purge_all` also delete the queued jobs' payloads and the queue's interval.
-        True when the queue was ready (had queued jobs)."""
+        `purge_all` also delete the queued jobs' payloads and requeue counts and the
+        queue's interval (in bounded steps: the list is set aside first, so jobs enqueued
+        meanwhile are kept). True when the queue was ready (had queued jobs)."""
         core.check_identifier(queue_id, "queue_id")
         core.check_identifier(queue_type, "queue_type")
-        return self._evalsha("clear_queue", (self.key_prefix,), (queue_type, queue_id, int(bool(purge_all)))) == 1
+        set_aside = f"{self.key_prefix}:{queue_type}:{queue_id}:purging:{uuid.uuid4().hex}"
+        args = (queue_type, queue_id, int(bool(purge_all)), set_aside)
+        was_ready = self._evalsha("clear_queue", (self.key_prefix,), args) == 1
+        if was_ready and purge_all:
+            while self._evalsha("purge_jobs", (self.key_prefix, set_aside), (queue_type, queue_id, C.PURGE_BATCH)):
+                pass
+        return was_ready
 
     def queue_length(self, queue_type: str, queue_id: str) -> int:
         """How many jobs wait in a queue (LLEN of its job list)."""

@@ -6,7 +6,7 @@ from typing import Dict
 
 import msgspec
 
-SCRIPT_NAMES = ("enqueue", "dequeue", "finish", "requeue", "interval", "clear_queue")
+SCRIPT_NAMES = ("enqueue", "dequeue", "finish", "requeue", "interval", "clear_queue", "purge_jobs")
 
 
 class Script(msgspec.Struct, frozen=True):
