@@ -322,3 +322,23 @@ def test_bad_settings_raise(redis_server_url, kwargs):
 def test_bad_connection_argument_raises():
     with pytest.raises(BadArgumentException, match="Redis URL"):
         Client(42)  # type: ignore[arg-type]
+
+
+def test_client_survives_a_redis_restart(clock):
+    """After a restart the connection is gone and so are the scripts (NOSCRIPT): the
+    client reconnects, reloads them and carries on."""
+    from redis_server import RedisServer
+
+    first = RedisServer()
+    try:
+        client = Client(first.url, clock=clock)
+        assert enqueue(client, "before", interval=0)
+    finally:
+        first.stop()
+    second = RedisServer(port=first.port)
+    try:
+        assert enqueue(client, "after", interval=0)  # the old server kept nothing
+        assert client.dequeue().job_id == "after"
+        client.close()
+    finally:
+        second.stop()

