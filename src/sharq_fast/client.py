@@ -185,12 +185,17 @@ class Client:
                 replies[i] = reply
         return replies
 
+    def _execute_checked(self, commands: Sequence[bytes]) -> List[Any]:
+        """Like _execute, but raise the first Redis error among the replies."""
+        replies = self._execute(commands)
+        for reply in replies:
+            if isinstance(reply, ResponseError):
+                raise reply
+        return replies
+
     def _call(self, command: bytes) -> Any:
         """Run one command; raise its Redis error, if any."""
-        reply = self._execute((command,))[0]
-        if isinstance(reply, ResponseError):
-            raise reply
-        return reply
+        return self._execute_checked((command,))[0]
 
     def _command(self, *args: Any) -> Any:
         return self._call(core.pack_command(args))
@@ -198,7 +203,7 @@ class Client:
     def load_scripts(self) -> None:
         """Load every script into Redis (done by itself on NOSCRIPT)."""
         commands = [core.pack_command((b"SCRIPT", b"LOAD", s.source)) for s in self._scripts.values()]
-        for reply in self._send(commands):
+        for reply in self._send(commands):  # not _execute: SCRIPT LOAD never says NOSCRIPT
             if isinstance(reply, ResponseError):
                 raise reply
 
@@ -284,7 +289,7 @@ class Client:
         prefix = self.key_prefix
         if queue_type is None and queue_id is None:
             minutes = self._minutes()
-            replies = self._execute(
+            replies = self._execute_checked(
                 [
                     core.pack_command((b"SUNION", f"{prefix}:active:queue_type", f"{prefix}:ready:queue_type")),
                     *self._counter_commands(prefix, minutes),
@@ -295,7 +300,7 @@ class Client:
         if queue_type is None:
             raise BadArgumentException("`queue_id` should be accompanied by `queue_type`.", field="queue_id")
         if queue_id is None:
-            ready, active = self._execute(
+            ready, active = self._execute_checked(
                 [
                     core.pack_command((b"ZRANGE", f"{prefix}:{queue_type}", 0, -1)),
                     core.pack_command((b"ZRANGE", f"{prefix}:{queue_type}:active", 0, -1)),
@@ -306,7 +311,7 @@ class Client:
             return QueueTypeMetrics(sorted(ids))
         queue_key = f"{prefix}:{queue_type}:{queue_id}"
         minutes = self._minutes()
-        replies = self._execute(
+        replies = self._execute_checked(
             [*self._counter_commands(queue_key, minutes), core.pack_command((b"LLEN", queue_key))]
         )
         enqueue_counts, dequeue_counts = self._counts(minutes, replies[0], replies[1])
