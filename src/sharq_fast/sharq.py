@@ -3,16 +3,13 @@ names, defaults, return dicts and exceptions), running on sharq_fast's Client.""
 
 from typing import Any, Dict, Optional
 
+import msgspec
 import redis
 
 from .client import Client
 from .config import read_config
 
 _DUPLICATE = "a job with this job_id is already queued or active in this queue"
-
-
-def _counts_by_str(counts: Dict[int, int]) -> Dict[str, int]:
-    return {str(minute): count for minute, count in counts.items()}
 
 
 class SharQ:
@@ -112,16 +109,10 @@ class SharQ:
         """SharQ's metrics dicts: global, per queue type, or per queue. As SharQ, an
         argument that is not None is validated (queue_id first): '' is invalid, not absent."""
         result = self._client.metrics(queue_type=queue_type, queue_id=queue_id)
-        response: Dict[str, Any] = {"status": "success"}
-        if hasattr(result, "queue_types"):
-            response["queue_types"] = result.queue_types
-        if hasattr(result, "queue_ids"):
-            response["queue_ids"] = result.queue_ids
-        if hasattr(result, "queue_length"):
-            response["queue_length"] = result.queue_length
-        if hasattr(result, "enqueue_counts"):
-            response["enqueue_counts"] = _counts_by_str(result.enqueue_counts)
-            response["dequeue_counts"] = _counts_by_str(result.dequeue_counts)
+        response: Dict[str, Any] = {"status": "success", **msgspec.structs.asdict(result)}
+        for counts in ("enqueue_counts", "dequeue_counts"):
+            if counts in response:  # SharQ keys them by the minute as a str
+                response[counts] = {str(minute): n for minute, n in response[counts].items()}
         return response
 
     def deep_status(self) -> bool:
