@@ -7,7 +7,6 @@ characters; payloads go through the same msgspec Encoder/Decoder as in the pure 
 Values of unusual types (subclasses, ...) take the pure core's code, written out here.
 """
 
-import sys
 
 import msgspec
 
@@ -24,6 +23,7 @@ from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memcpy
 
 from ._constants import RESERVED_MESSAGE, RESERVED_QUEUE_IDS, RESERVED_QUEUE_TYPE_IDS, RESERVED_QUEUE_TYPES
+from . import _core_py
 from .exceptions import BadArgumentException
 from .types import Job, JobRequest, UndecodablePayload
 
@@ -35,7 +35,6 @@ _JOB_FIELDS = frozenset(("queue_type", "queue_id", "job_id", "payload", "interva
 _encode = msgspec.msgpack.Encoder().encode
 _decode = msgspec.msgpack.Decoder().decode
 _DecodeError = msgspec.DecodeError
-_Ext = msgspec.msgpack.Ext
 
 cdef object JOB_FIELDS = _JOB_FIELDS
 cdef object ENCODE = _encode
@@ -125,17 +124,6 @@ def check_requeue_limit(value, index=-1):
 # -- payloads --------------------------------------------------------------------------
 
 
-cdef object _msgpack_ext(object obj):
-    msgpack = sys.modules.get("msgpack")
-    if msgpack is None:
-        return None
-    if isinstance(obj, msgpack.ExtType):
-        return _Ext(obj.code, obj.data)
-    if type(obj) is msgpack.Timestamp:
-        return _Ext(-1, obj.to_bytes())
-    return None
-
-
 cdef object _plain_dict(dict obj, int depth):
     cdef Py_ssize_t pos = 0, prev = 0, pos2 = 0
     cdef PyObject* k
@@ -185,31 +173,6 @@ cdef object _plain_sequence(object obj, bint is_list, int depth):
     return new if is_list else tuple(new)
 
 
-cdef object _plain_other(object obj, int depth):
-    if isinstance(obj, bool):
-        return bool(obj)
-    if isinstance(obj, int):
-        return int.__int__(obj)
-    if isinstance(obj, float):
-        return float.__float__(obj)
-    if isinstance(obj, str):
-        return str.__str__(obj)
-    if isinstance(obj, (bytes, bytearray, memoryview)):
-        if isinstance(obj, memoryview) and not obj.c_contiguous:
-            raise ValueError("memoryview is not C-contiguous")
-        return bytes(memoryview(obj))
-    if isinstance(obj, dict):
-        return _plain(dict(obj), depth)
-    ext = _msgpack_ext(obj)
-    if ext is not None:
-        return ext
-    if isinstance(obj, list):
-        return _plain(list(obj), depth)
-    if isinstance(obj, tuple):
-        return _plain(tuple(obj), depth)
-    raise TypeError(f"can not serialize {type(obj).__name__!r} object")
-
-
 cdef object _plain(object obj, int depth):
     cdef type kind = type(obj)
     if kind is str or kind is int or obj is None or kind is bytes or kind is float or kind is bool:
@@ -220,7 +183,9 @@ cdef object _plain(object obj, int depth):
         return _plain_sequence(obj, True, depth)
     if kind is tuple:
         return _plain_sequence(obj, False, depth)
-    return _plain_other(obj, depth)
+    # Subclasses, msgpack's own types and what it refuses: rare, so the pure twin's code
+    # handles them, which keeps the two cores' answers the same by construction.
+    return _core_py._plain(obj, depth)
 
 
 cdef object _encode_payload(object payload, object index):
