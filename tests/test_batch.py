@@ -823,3 +823,21 @@ def test_dequeue_many_error_keeps_the_jobs_it_took(client: Client, r: redis.Redi
     assert info.value.jobs == []
     r.delete(f"{P}:default:q2:requeues_remaining")
     assert [j.job_id for j in client.dequeue_many(count=5)] == ["k0", "k1"]
+
+
+def test_job_source_may_use_the_same_client(client: Client):
+    """enqueue_many overlaps packing a round with Redis running the previous one, but the
+    job iterable is only drawn from while no reply is pending: it may call the client."""
+    client.enqueue_many([job(f"s{i}", queue_id="src", interval=0) for i in range(250)], chunk_size=7)
+
+    def moved():
+        while True:
+            taken = client.dequeue()
+            if taken is None:
+                return
+            client.finish(taken.queue_type, taken.queue_id, taken.job_id)
+            yield {"queue_type": "moved", "queue_id": "dst", "job_id": taken.job_id, "payload": taken.payload, "interval": 0}
+
+    result = client.enqueue_many(moved(), chunk_size=7, pipeline_depth=3)
+    assert result.enqueued == 250
+    assert [j.job_id for j in client.dequeue_many("moved", count=300)] == [f"s{i}" for i in range(250)]

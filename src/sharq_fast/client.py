@@ -140,14 +140,32 @@ class Client:
         """Write `commands` in one round trip and read one reply each; a reply that is a
         Redis error comes back as the exception object. A broken connection is retried
         once on a fresh one, as redis-py retries its own commands."""
-        request = b"".join(commands)
+        return self._receive(self._transmit(commands), commands)
+
+    def _transmit(self, commands: Sequence[bytes]) -> Any:
+        """Write `commands` without reading the replies; _receive(sent, commands) reads
+        them. Nothing else may use this thread's connection in between."""
         conn = self._connection()
         try:
-            try:
-                return self._round_trip(conn, request, len(commands))
-            except (ConnectionError, TimeoutError):
-                conn.disconnect()
-                return self._round_trip(conn, request, len(commands))
+            conn.send_packed_command((b"".join(commands),))
+            return conn, True
+        except (ConnectionError, TimeoutError):
+            conn.disconnect()  # a stale connection: _receive sends again on a fresh one
+            return conn, False
+        except BaseException:
+            conn.disconnect()
+            raise
+
+    def _receive(self, sent: Any, commands: Sequence[bytes]) -> List[Any]:
+        conn, delivered = sent
+        try:
+            if delivered:
+                try:
+                    return self._read_replies(conn, len(commands))
+                except (ConnectionError, TimeoutError):
+                    conn.disconnect()
+            conn.send_packed_command((b"".join(commands),))
+            return self._read_replies(conn, len(commands))
         except BaseException:
             # Unread replies would be read as the answers to the next command.
             conn.disconnect()
@@ -162,8 +180,7 @@ class Client:
         return lease.conn
 
     @staticmethod
-    def _round_trip(conn: Any, request: bytes, count: int) -> List[Any]:
-        conn.send_packed_command((request,))
+    def _read_replies(conn: Any, count: int) -> List[Any]:
         replies = []
         for _ in range(count):
             try:
@@ -173,11 +190,14 @@ class Client:
         return replies
 
     def _execute(self, commands: Sequence[bytes]) -> List[Any]:
-        """Like _send, but scripts missing on the server (NOSCRIPT: SCRIPT FLUSH, a Redis
-        restart or failover) are loaded and their commands sent again. (Commands of one
-        round trip use one script, so they fail together, unless a flush lands between
-        them: then the resent ones run after the others, which changes no job's fate.)"""
-        replies = self._send(commands)
+        """Like _send, but scripts missing on the server are loaded (see _reload_missing)."""
+        return self._reload_missing(commands, self._send(commands))
+
+    def _reload_missing(self, commands: Sequence[bytes], replies: List[Any]) -> List[Any]:
+        """Scripts missing on the server (NOSCRIPT: SCRIPT FLUSH, a Redis restart or
+        failover) are loaded and their commands sent again. (Commands of one round trip
+        use one script, so they fail together, unless a flush lands between them: then
+        the resent ones run after the others, which changes no job's fate.)"""
         missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
         if missing:
             self.load_scripts()
@@ -381,33 +401,54 @@ class Client:
         before it are enqueued (its ``enqueued`` says how many jobs), nothing of its chunk
         or after it is written."""
         chunk_size = self._check_batching(chunk_size, pipeline_depth)
-        sha, prefix, limit = self._sha["enqueue"], self.key_prefix, self.default_job_requeue_limit
+        round_size = chunk_size * pipeline_depth
         source = iter(jobs)
         result = EnqueueResult(enqueued=0, duplicates=[])
         start = 0
-        round_size = chunk_size * pipeline_depth
-        while True:
-            batch = list(islice(source, round_size))
-            if not batch:
-                return result
-            now = self.clock()
-            error: Optional[BadArgumentException] = None
-            try:
-                commands, positions = core.pack_enqueue_grouped(sha, prefix, now, batch, limit, start, chunk_size)
-            except BadArgumentException as exc:
-                error = exc
-                valid = ((exc.index or start) - start) // chunk_size * chunk_size
-                commands, positions = core.pack_enqueue_grouped(
-                    sha, prefix, now, batch[:valid], limit, start, chunk_size
-                )
-            if commands:
-                self._collect_enqueues(self._execute(commands), positions, start, result)
-            if error is not None:
-                error.enqueued = result.enqueued
-                raise error
-            start += len(batch)
-            if len(batch) < round_size:
-                return result
+        batch = list(islice(source, round_size))
+        in_flight = None  # the round Redis works on while the next one is packed
+        try:
+            while batch:
+                commands, positions, error = self._pack_round(batch, start, chunk_size)
+                if in_flight is not None:
+                    landing, in_flight = in_flight, None
+                    self._land_round(landing, result)
+                # Drawn while nothing is in flight: the iterable may itself use this client.
+                following = list(islice(source, round_size)) if len(batch) == round_size else []
+                if commands:
+                    in_flight = (self._transmit(commands), commands, positions, start)
+                if error is not None:
+                    landing, in_flight = in_flight, None
+                    if landing is not None:
+                        self._land_round(landing, result)
+                    error.enqueued = result.enqueued
+                    raise error
+                start += len(batch)
+                batch = following
+            if in_flight is not None:
+                landing, in_flight = in_flight, None
+                self._land_round(landing, result)
+            return result
+        except BaseException:
+            if in_flight is not None:
+                in_flight[0][0].disconnect()  # its replies were not read
+            raise
+
+    def _pack_round(self, batch: List[Any], start: int, chunk_size: int) -> Any:
+        """(commands, positions, error) of one round. A bad job's error comes with the
+        chunks before its chunk, which are still to be sent."""
+        sha, prefix, limit, now = self._sha["enqueue"], self.key_prefix, self.default_job_requeue_limit, self.clock()
+        try:
+            return (*core.pack_enqueue_grouped(sha, prefix, now, batch, limit, start, chunk_size), None)
+        except BadArgumentException as exc:
+            valid = ((exc.index or start) - start) // chunk_size * chunk_size
+            commands, positions = core.pack_enqueue_grouped(sha, prefix, now, batch[:valid], limit, start, chunk_size)
+            return commands, positions, exc
+
+    def _land_round(self, in_flight: Any, result: EnqueueResult) -> None:
+        sent, commands, positions, start = in_flight
+        replies = self._reload_missing(commands, self._receive(sent, commands))
+        self._collect_enqueues(replies, positions, start, result)
 
     @staticmethod
     def _collect_enqueues(
