@@ -503,21 +503,30 @@ class Client:
         self, jobs: Iterable[Any], *, chunk_size: int = C.DEFAULT_CHUNK_SIZE
     ) -> List[bool]:
         """Finish jobs (Job objects or (queue_type, queue_id, job_id) tuples) in one round
-        trip per `pipeline depth` chunks; one bool per job, as finish() returns."""
+        trip, `chunk_size` jobs a script call; one bool per job, as finish() returns.
+        Every job is validated first: a bad one raises and finishes nothing."""
         chunk_size = self._check_batching(chunk_size, 1)
         items = list(jobs)
         sha, prefix = self._sha["finish"], self.key_prefix
-        # Validate everything first: a bad job changes nothing.
-        commands = [
-            core.pack_finish(sha, prefix, items[start : start + chunk_size], start)
-            for start in range(0, len(items), chunk_size)
-        ]
+        starts = range(0, len(items), chunk_size)
+        commands = [core.pack_finish(sha, prefix, items[start : start + chunk_size], start) for start in starts]
         results: List[bool] = []
-        for start in range(0, len(commands), C.DEFAULT_PIPELINE_DEPTH):
-            for reply in self._execute(commands[start : start + C.DEFAULT_PIPELINE_DEPTH]):
-                if isinstance(reply, ResponseError):
-                    raise BatchError(f"Redis refused a finish: {reply}", done=sum(results))
+        refused: List[int] = []
+        errors = []
+        for start, reply in zip(starts, self._execute(commands) if commands else []):
+            if isinstance(reply, ResponseError):
+                errors.append(reply)
+                size = min(chunk_size, len(items) - start)
+                refused.extend(range(start, start + size))
+                results.extend([False] * size)
+            else:
                 results.extend(flag == 1 for flag in reply)
+        if errors:
+            raise BatchError(
+                f"Redis refused to finish {len(refused)} jobs: {errors[0]} (they are in .refused)",
+                done=sum(results),
+                refused=refused,
+            )
         return results
 
     @staticmethod
