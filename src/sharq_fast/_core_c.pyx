@@ -450,6 +450,17 @@ cdef object _unknown_field(dict job):
     return sorted(str(key) for key in job if key not in _JOB_FIELDS)[0]
 
 
+cdef int _check_ids(object job_id, object queue_id, object queue_type, object index) except -1:
+    """SharQ's order of identifier checks: job_id, queue_id, queue_type."""
+    if not _is_identifier(job_id):
+        raise bad_argument("job_id", index)
+    if not _is_identifier(queue_id):
+        raise bad_argument("queue_id", index)
+    if not _is_identifier(queue_type):
+        raise bad_argument("queue_type", index)
+    return 0
+
+
 cdef tuple _job_fields(object job, object index, object default_requeue_limit):
     cdef PyObject* found
     cdef PyObject* k
@@ -482,12 +493,7 @@ cdef tuple _job_fields(object job, object index, object default_requeue_limit):
         )
     if not _is_int_at_least(interval, 0):
         raise bad_argument("interval", index)
-    if not _is_identifier(job_id):
-        raise bad_argument("job_id", index)
-    if not _is_identifier(queue_id):
-        raise bad_argument("queue_id", index)
-    if not _is_identifier(queue_type):
-        raise bad_argument("queue_type", index)
+    _check_ids(job_id, queue_id, queue_type, index)
     check_not_reserved(queue_type, queue_id, index)
     if requeue_limit is None:
         requeue_limit = default_requeue_limit
@@ -570,12 +576,7 @@ cdef tuple _finish_fields(object job, object index):
             f"got {type(job).__name__}",
             index=index,
         )
-    if not _is_identifier(job_id):
-        raise bad_argument("job_id", index)
-    if not _is_identifier(queue_id):
-        raise bad_argument("queue_id", index)
-    if not _is_identifier(queue_type):
-        raise bad_argument("queue_type", index)
+    _check_ids(job_id, queue_id, queue_type, index)
     return (queue_type, queue_id, job_id)
 
 

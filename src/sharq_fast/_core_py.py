@@ -191,6 +191,13 @@ def _evalsha_head(sha: bytes, keys: Sequence[Any], argc: int) -> bytes:
     )
 
 
+def _check_ids(job_id: Any, queue_id: Any, queue_type: Any, index: int) -> None:
+    """SharQ's order of identifier checks: job_id, queue_id, queue_type."""
+    check_identifier(job_id, "job_id", index)
+    check_identifier(queue_id, "queue_id", index)
+    check_identifier(queue_type, "queue_type", index)
+
+
 def job_fields(job: Any, index: int, default_requeue_limit: int) -> Tuple[str, str, str, bytes, int, int]:
     """Validate one job request (dict or JobRequest), in SharQ's order of checks, and return
     (queue_type, queue_id, job_id, encoded payload, interval, requeue_limit)."""
@@ -212,9 +219,7 @@ def job_fields(job: Any, index: int, default_requeue_limit: int) -> Tuple[str, s
             f"job {index}: expected a dict or a JobRequest, got {type(job).__name__}", index=index
         )
     check_interval(interval, index)
-    check_identifier(job_id, "job_id", index)
-    check_identifier(queue_id, "queue_id", index)
-    check_identifier(queue_type, "queue_type", index)
+    _check_ids(job_id, queue_id, queue_type, index)
     check_not_reserved(queue_type, queue_id, index)
     if requeue_limit is None:
         requeue_limit = default_requeue_limit
@@ -298,9 +303,7 @@ def finish_fields(job: Any, index: int) -> Tuple[str, str, str]:
             f"got {type(job).__name__}",
             index=index,
         )
-    check_identifier(job_id, "job_id", index)
-    check_identifier(queue_id, "queue_id", index)
-    check_identifier(queue_type, "queue_type", index)
+    _check_ids(job_id, queue_id, queue_type, index)
     return queue_type, queue_id, job_id
 
 
