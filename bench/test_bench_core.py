@@ -14,7 +14,6 @@ except ImportError:
 
 CORES = [pytest.param(_core_c, id="compiled", marks=pytest.mark.skipif(_core_c is None, reason="not built")),
          pytest.param(_core_py, id="pure")]
-SHA = b"0123456789abcdef0123456789abcdef01234567"
 JOBS = [
     {"queue_id": f"queue{i % 20}", "job_id": f"job-{i}", "payload": {"user": i, "message": "hello", "ok": True},
      "interval": 1000}
@@ -28,12 +27,12 @@ for _i in range(1000):
 @pytest.mark.parametrize("core", CORES)
 def test_pack_enqueue_1000(benchmark, core):
     benchmark.group = "pack_enqueue, 1000 jobs"
-    result = benchmark(core.pack_enqueue, SHA, "sharq_server", 1_700_000_000_000, JOBS, -1, 0)
-    assert result == _core_py.pack_enqueue(SHA, "sharq_server", 1_700_000_000_000, JOBS, -1, 0)
+    result = benchmark(core.enqueue_chunks, 1_700_000_000_000, JOBS, -1, 0, 1000)
+    assert result == _core_py.enqueue_chunks(1_700_000_000_000, JOBS, -1, 0, 1000)
 
 
 @pytest.mark.parametrize("core", CORES)
 def test_parse_jobs_1000(benchmark, core):
     benchmark.group = "parse_jobs, 1000 jobs"
-    result = benchmark(core.parse_jobs, REPLY, "default")
+    result = benchmark(core.parse_jobs, REPLY, "default", 0, 0)
     assert len(result) == 1000

@@ -1,32 +1,48 @@
 -- Clear one queue, atomically (SharQ 1.3.0 does this in several unguarded round trips).
 --
--- KEYS[1]  key prefix P
+-- KEYS[1]  reply cache (see _replies.lua)
+-- KEYS[2]  key prefix P
+-- KEYS[3]  the key to move the job list to, P:.purging:T:Q:<unique>: purge_jobs.lua then
+--          deletes the cleared jobs' payloads and requeue counts from it in bounded steps,
+--          so that a long queue never blocks Redis for long. It is listed in the set
+--          P:.purging until done, so that a purge cut short is finished later (requeue).
 -- ARGV[1]  queue type T
 -- ARGV[2]  queue id Q
--- ARGV[3]  '1' to purge: the queued jobs' payloads and requeue counts and the queue's
---          interval go too
--- ARGV[4]  with purge: the key to move the job list to; purge_jobs.lua then deletes its
---          jobs in bounded steps, so that a long queue never blocks Redis for long
+-- ARGV[3]  '1' to purge all: the queue's interval goes too (SharQ's purge_all)
 --
--- Returns 1 when Q was in the ready set, 0 when it was not. The job list P:T:Q is gone
--- either way, as in SharQ (which purges only when Q was ready).
+-- Unlike SharQ, the cleared jobs' payloads always go (SharQ left them without purge_all:
+-- then no job id of them could ever be enqueued again).
+--
+-- Returns {1 when Q was in the ready set else 0, 1 when there are jobs to purge else 0}.
+-- The job list P:T:Q is gone either way, as in SharQ.
 
-local prefix = KEYS[1]
-local queue_type, queue_id, purge, purge_key = ARGV[1], ARGV[2], ARGV[3] == '1', ARGV[4]
+local prefix, purge_key = KEYS[2], KEYS[3]
+local queue_type, queue_id, purge_all = ARGV[1], ARGV[2], ARGV[3] == '1'
 local queue = queue_type .. ':' .. queue_id
-local job_queue_key = prefix .. ':' .. queue
+local ready_key = prefix .. ':' .. queue_type
+local job_queue_key = ready_key .. ':' .. queue_id
 
-local was_ready = redis.call('ZREM', prefix .. ':' .. queue_type, queue_id)
-if was_ready == 1 and redis.call('EXISTS', prefix .. ':' .. queue_type) == 0 then
+local err = wrong_type(ready_key, 'zset') or wrong_type(prefix .. ':ready:queue_type', 'set')
+   or wrong_type(prefix .. ':interval', 'hash') or wrong_type(prefix .. ':.purging', 'set')
+   or wrong_type(job_queue_key, 'list')
+if err then
+   return err
+end
+
+local was_ready = redis.call('ZREM', ready_key, queue_id)
+if was_ready == 1 and redis.call('EXISTS', ready_key) == 0 then
    redis.call('SREM', prefix .. ':ready:queue_type', queue_type)
 end
-if was_ready == 1 and purge then
+if was_ready == 1 and purge_all then
    redis.call('HDEL', prefix .. ':interval', queue)
-   if redis.call('EXISTS', job_queue_key) == 1 then
-      redis.call('RENAME', job_queue_key, purge_key)
-   end
-else
-   -- UNLINK: the same as SharQ's DEL, but a long list is freed in the background.
-   redis.call('UNLINK', job_queue_key)
 end
-return was_ready
+local set_aside = 0
+if redis.call('EXISTS', job_queue_key) == 1 then
+   redis.call('RENAME', job_queue_key, purge_key)
+   redis.call('SADD', prefix .. ':.purging', purge_key)
+   set_aside = 1
+end
+if was_ready == 0 and set_aside == 0 then
+   return {0, 0}  -- nothing changed: nothing to keep for a resend
+end
+return reply({was_ready, set_aside})

@@ -10,16 +10,20 @@
 -- purge race) is an orphan: it cannot be delivered, so it is dropped from the queue
 -- instead of being moved to the active set and reported as a failure, as SharQ does.
 --
--- KEYS[1]  key prefix P
--- KEYS[2]  queue type T
+-- KEYS[1]  reply cache (see _replies.lua)
+-- KEYS[2]  key prefix P
+-- KEYS[3]  queue type T
 -- ARGV[1]  now (ms epoch)
 -- ARGV[2]  job_expire_interval (ms)
 -- ARGV[3]  count
 --
--- Returns a flat array: queue_id, job_id, payload, requeues_remaining per job.
+-- Returns a flat array: the lowest score left in the ready set (the time at which the
+-- next queue becomes ready; -1 when none is left), the jobs' lease expiry (their score in
+-- the active set, now + job_expire_interval), then queue_id, job_id, payload,
+-- requeues_remaining per job.
 
-local prefix = KEYS[1]
-local queue_type = KEYS[2]
+local prefix = KEYS[2]
+local queue_type = KEYS[3]
 local now = tonumber(ARGV[1])
 local expire_interval = tonumber(ARGV[2])
 local count = tonumber(ARGV[3])
@@ -43,12 +47,20 @@ end
 -- A queue's own keys holding another type (data that is not SharQ's) would make a
 -- command fail after jobs were popped, and Redis does not roll a script back: such a
 -- queue stops the call before anything of it changes (with an error if nothing was taken).
-local function wrong_type(queue_id)
+local function queue_error(queue_id)
    return redis.error_reply('WRONGTYPE a key of queue ' .. queue_type .. ':' .. queue_id
       .. ' holds another type; nothing was dequeued from it')
 end
 
-local result = {}
+local err = wrong_type(ready_key, 'zset') or wrong_type(active_key, 'zset')
+   or wrong_type(payload_key, 'hash') or wrong_type(interval_key, 'hash')
+   or wrong_type(prefix .. ':ready:queue_type', 'set') or wrong_type(prefix .. ':active:queue_type', 'set')
+if err then
+   return err
+end
+
+local expires_at = now + expire_interval
+local result = {-1, expires_at}
 local active = {}      -- score, member pairs for one ZADD at the end
 local queues = {}      -- queue_id -> what this call knows of that queue
 local queue_order = {}
@@ -76,7 +88,7 @@ while dequeued < count and orphans < max_orphans do
          if dequeued > 0 then
             break
          end
-         return wrong_type(queue_id)
+         return queue_error(queue_id)
       end
       q = {
          length = length,
@@ -116,7 +128,7 @@ while dequeued < count and orphans < max_orphans do
          if dequeued > 0 then
             break
          end
-         return wrong_type(queue_id)
+         return queue_error(queue_id)
       end
       for k, job_id in ipairs(job_ids) do
          if payloads[k] then
@@ -124,7 +136,7 @@ while dequeued < count and orphans < max_orphans do
             result[#result + 1] = job_id
             result[#result + 1] = payloads[k]
             result[#result + 1] = remaining[k] or '-1'
-            active[#active + 1] = now + expire_interval
+            active[#active + 1] = expires_at
             active[#active + 1] = queue_id .. ':' .. job_id
             delivered = delivered + 1
          else
@@ -163,4 +175,11 @@ if dequeued > 0 then
    end
 end
 
-return result
+local head = redis.call('ZRANGE', ready_key, 0, 0, 'WITHSCORES')
+if head[2] then
+   result[1] = tonumber(head[2])
+end
+if dequeued == 0 and orphans == 0 then
+   return result  -- nothing changed: a resend may run again (waiting consumers poll this)
+end
+return reply(result)

@@ -5,7 +5,8 @@
 -- one HMGET finds duplicates, multi-field HSETs write payloads, requeue counts and
 -- intervals, one RPUSH and one ready-set check per queue, one update per counter key.
 --
--- KEYS[1]  key prefix P
+-- KEYS[1]  reply cache (see _replies.lua)
+-- KEYS[2]  key prefix P
 -- ARGV[1]  now (ms epoch)
 -- ARGV[2..] groups of 6: queue_type, queue_id, job_id, payload, interval, requeue_limit
 --
@@ -13,8 +14,13 @@
 -- whose payload field P:payload T:Q:J already exists is queued or active already, and
 -- enqueueing it again would overwrite the first job's payload and queue its id twice.
 -- A refused job changes nothing.
+--
+-- Waiting consumers (sharq_fast's dequeue with a timeout) listen on the channel P:.wake:T:
+-- a call that makes queues of type T ready now publishes their number there, once. With
+-- pcall: a user whose ACL refuses the channel still enqueues (waiters then find the jobs
+-- by their bounded poll).
 
-local prefix = KEYS[1]
+local prefix = KEYS[2]
 local now = tonumber(ARGV[1])
 local payload_key = prefix .. ':payload'
 local interval_key = prefix .. ':interval'
@@ -25,7 +31,8 @@ local counter_expiry = math.floor((minute + 600000) / 1000)
 -- Bump a per-minute counter by n as n single SharQ increments would.
 local function bump(key, n)
    -- INCRBY creates a missing counter with value n: then it is new and needs its expiry.
-   if redis.call('INCRBY', key, n) == n then
+   -- pcall: a counter key holding something else must not fail a call that wrote jobs.
+   if redis.pcall('INCRBY', key, n) == n then
       redis.call('EXPIREAT', key, counter_expiry)
    end
 end
@@ -38,32 +45,16 @@ local function call_sliced(command, key, args)
    end
 end
 
--- Redis does not roll a script back when a command fails half way, so refuse the whole
--- batch before writing anything if a key it writes holds another type (data that is not
--- SharQ's under this prefix).
-local function type_error(key, expected)
-   local found = redis.call('TYPE', key)['ok']
-   if found ~= 'none' and found ~= expected then
-      return redis.error_reply('WRONGTYPE ' .. key .. ' holds a ' .. found .. ', not a ' .. expected
-         .. ': nothing of this batch was written')
-   end
-end
-local checked = {}
-local err = type_error(payload_key, 'hash') or type_error(interval_key, 'hash')
-for i = 2, #ARGV, 6 do
+local err = wrong_type(payload_key, 'hash') or wrong_type(interval_key, 'hash')
+   or wrong_type(prefix .. ':ready:queue_type', 'set')
+for i = 2, NARGS, 6 do
    if err then
       return err
    end
    local ready_key = prefix .. ':' .. ARGV[i]
    local job_queue_key = ready_key .. ':' .. ARGV[i + 1]
-   if not checked[ready_key] then
-      checked[ready_key] = true
-      err = type_error(ready_key, 'zset')
-   end
-   if not err and not checked[job_queue_key] then
-      checked[job_queue_key] = true
-      err = type_error(job_queue_key, 'list')
-   end
+   err = wrong_type(ready_key, 'zset') or wrong_type(job_queue_key, 'list')
+      or wrong_type(job_queue_key .. ':requeues_remaining', 'hash')
 end
 if err then
    return err
@@ -71,7 +62,7 @@ end
 
 -- Which jobs exist already: one HMGET for the whole batch.
 local fields = {}
-for i = 2, #ARGV, 6 do
+for i = 2, NARGS, 6 do
    fields[#fields + 1] = ARGV[i] .. ':' .. ARGV[i + 1] .. ':' .. ARGV[i + 2]
 end
 local existing = {}
@@ -116,7 +107,8 @@ end
 
 call_sliced('HSET', payload_key, payloads)
 local intervals = {}
-local newly_ready = {}  -- ready set key -> score, queue_id pairs to add
+local newly_ready = {}  -- queue type -> score, queue_id pairs to add
+local ready_now = {}    -- queue type -> how many of its queues became ready now
 local ready_order = {}
 for _, queue in ipairs(order) do
    local q = queues[queue]
@@ -126,22 +118,26 @@ for _, queue in ipairs(order) do
    call_sliced('RPUSH', job_queue_key, job_ids)
    intervals[#intervals + 1] = queue
    intervals[#intervals + 1] = last_interval
-   local ready_key = prefix .. ':' .. queue_type
-   if not redis.call('ZSCORE', ready_key, queue_id) then
-      local last_dequeue = redis.call('GET', job_queue_key .. ':time')
+   if not redis.call('ZSCORE', prefix .. ':' .. queue_type, queue_id) then
+      -- pcall: a time keeper holding something else counts as none.
+      local last_dequeue = tonumber(redis.pcall('GET', job_queue_key .. ':time'))
       local ready_at = now
       if last_dequeue then
          -- SharQ uses the interval of the job that made the queue ready.
          ready_at = tonumber(first_interval) + tonumber(last_dequeue)
       end
-      local pairs_of_type = newly_ready[ready_key]
+      local pairs_of_type = newly_ready[queue_type]
       if not pairs_of_type then
          pairs_of_type = {}
-         newly_ready[ready_key] = pairs_of_type
+         newly_ready[queue_type] = pairs_of_type
+         ready_now[queue_type] = 0
          ready_order[#ready_order + 1] = queue_type
       end
       pairs_of_type[#pairs_of_type + 1] = ready_at
       pairs_of_type[#pairs_of_type + 1] = queue_id
+      if ready_at <= now then
+         ready_now[queue_type] = ready_now[queue_type] + 1
+      end
    end
    bump(job_queue_key .. ':enqueue_counter:' .. minute, #job_ids)
 end
@@ -149,11 +145,14 @@ call_sliced('HSET', interval_key, intervals)
 -- Queues are distinct, so adding them to their ready sets together changes nothing.
 for _, queue_type in ipairs(ready_order) do
    redis.call('SADD', prefix .. ':ready:queue_type', queue_type)
-   call_sliced('ZADD', prefix .. ':' .. queue_type, newly_ready[prefix .. ':' .. queue_type])
+   call_sliced('ZADD', prefix .. ':' .. queue_type, newly_ready[queue_type])
+   if ready_now[queue_type] > 0 then
+      redis.pcall('PUBLISH', prefix .. ':.wake:' .. queue_type, ready_now[queue_type])
+   end
 end
 
 if queued > 0 then
    bump(prefix .. ':enqueue_counter:' .. minute, queued)
 end
 
-return duplicates
+return reply(duplicates)

@@ -1,13 +1,18 @@
 -- Set the interval of a queue, only if the queue has one already (as SharQ 1.3.0).
 --
--- KEYS[1]  P:interval
+-- KEYS[1]  reply cache (see _replies.lua)
+-- KEYS[2]  P:interval
 -- ARGV[1]  field T:Q
 -- ARGV[2]  interval (ms)
 --
 -- Returns 1 when set, 0 when the queue has no interval (it is unknown).
 
-if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then
-   return 0
+local err = wrong_type(KEYS[2], 'hash')
+if err then
+   return err
 end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-return 1
+if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 0 then
+   return reply(0)
+end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+return reply(1)

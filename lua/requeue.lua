@@ -4,80 +4,121 @@
 -- jobs are handled in bounded steps instead of one long blocking call.
 --
 -- A job whose requeues run out is discarded here, atomically, with exactly the effects of
--- SharQ's discard-then-finish; SharQ leaves that finish to the client, and a client that
--- dies in between leaves a job that is then requeued forever. The discarded job's payload
--- is returned so that the caller can log or keep it.
+-- SharQ's discard-then-finish but one: the queue's interval is kept. SharQ finishes the
+-- discarded jobs after its whole requeue, when the other expired jobs of their queues are
+-- back in the queue; the client does the same with forget_intervals.lua once every step
+-- has run. (Deleting it here, while a queue is momentarily empty, would let the queue's
+-- next jobs go out without their interval.) The discarded job's payload is returned so
+-- that the caller can log or keep it.
 --
--- KEYS[1]  key prefix P
--- KEYS[2]  queue type T
+-- KEYS[1]  reply cache (see _replies.lua)
+-- KEYS[2]  key prefix P
+-- KEYS[3]  queue type T
 -- ARGV[1]  now (ms epoch)
 -- ARGV[2]  limit: at most this many expired jobs are handled by this call
+-- ARGV[3]  offset: expired jobs skipped by earlier steps (their queue's keys hold another
+--          type: they are left alone, and reported, rather than stop the requeue)
 --
--- Returns { requeued, more, then queue_id, job_id, payload, -1 for each discarded job },
--- where `more` is 1 when the limit was reached (call again) and 0 otherwise.
+-- Returns { requeued, more, skipped, next expiry (the lowest score left in the active set,
+-- -1 when it is empty), then queue_id, job_id, payload, -1 for each discarded job }, where
+-- `more` is 1 when the limit was reached (call again) and 0 otherwise.
 
-local prefix = KEYS[1]
-local queue_type = KEYS[2]
-local now = ARGV[1]
+local prefix = KEYS[2]
+local queue_type = KEYS[3]
+local now = tonumber(ARGV[1])
 local limit = tonumber(ARGV[2])
+local offset = tonumber(ARGV[3])
 
 local ready_key = prefix .. ':' .. queue_type
 local active_key = ready_key .. ':active'
 local payload_key = prefix .. ':payload'
 local interval_key = prefix .. ':interval'
 
-local expired = redis.call('ZRANGEBYSCORE', active_key, 0, now, 'LIMIT', 0, limit)
+local err = wrong_type(active_key, 'zset') or wrong_type(ready_key, 'zset')
+   or wrong_type(payload_key, 'hash') or wrong_type(interval_key, 'hash')
+   or wrong_type(prefix .. ':ready:queue_type', 'set') or wrong_type(prefix .. ':active:queue_type', 'set')
+if err then
+   return err
+end
+
+local expired = redis.call('ZRANGEBYSCORE', active_key, 0, now, 'LIMIT', offset, limit)
+
+-- First pass: which jobs belong to queues whose keys hold another type.
+local bad_queue = {}
+for _, member in ipairs(expired) do
+   local queue_id = member:match('^([^:]+):') or member
+   if bad_queue[queue_id] == nil then
+      local job_queue_key = ready_key .. ':' .. queue_id
+      bad_queue[queue_id] = (wrong_type(job_queue_key, 'list')
+         or wrong_type(job_queue_key .. ':requeues_remaining', 'hash')) ~= nil
+   end
+end
+
 local requeued = 0
+local skipped = 0
 local discarded = {}
+local ready_now = 0
 
 for _, member in ipairs(expired) do
    local queue_id, job_id = member:match('^([^:]+):(.+)$')
-   local queue = queue_type .. ':' .. queue_id
-   local job_queue_key = ready_key .. ':' .. queue_id
-   local remaining_key = job_queue_key .. ':requeues_remaining'
-   local remaining = tonumber(redis.call('HGET', remaining_key, job_id))
-   redis.call('ZREM', active_key, member)
-   if remaining and remaining > -1 and remaining - 1 == -1 then
-      -- Out of requeues: discard, as SharQ's finish would.
-      local payload = redis.call('HGET', payload_key, queue .. ':' .. job_id)
-      discarded[#discarded + 1] = queue_id
-      discarded[#discarded + 1] = job_id
-      discarded[#discarded + 1] = payload or ''
-      discarded[#discarded + 1] = '-1'
-      redis.call('HDEL', payload_key, queue .. ':' .. job_id)
-      if redis.call('EXISTS', job_queue_key) == 0 then
-         redis.call('HDEL', interval_key, queue)
-      end
-      redis.call('HDEL', remaining_key, job_id)
+   if not queue_id or bad_queue[queue_id] then
+      skipped = skipped + 1
    else
-      if remaining and remaining > -1 then
-         redis.call('HSET', remaining_key, job_id, remaining - 1)
-      end
-      -- Back to the front of its queue.
-      if redis.call('LPUSH', job_queue_key, job_id) == 1 then
-         local ready_at = now
-         local last_dequeue = tonumber(redis.call('GET', job_queue_key .. ':time'))
-         local interval = tonumber(redis.call('HGET', interval_key, queue))
-         if last_dequeue and interval then
-            ready_at = last_dequeue + interval
+      local queue = queue_type .. ':' .. queue_id
+      local job_queue_key = ready_key .. ':' .. queue_id
+      local remaining_key = job_queue_key .. ':requeues_remaining'
+      local remaining = tonumber(redis.call('HGET', remaining_key, job_id))
+      redis.call('ZREM', active_key, member)
+      if remaining and remaining > -1 and remaining - 1 == -1 then
+         -- Out of requeues: discard, as SharQ's finish would (but for the interval).
+         local payload = redis.call('HGET', payload_key, queue .. ':' .. job_id)
+         discarded[#discarded + 1] = queue_id
+         discarded[#discarded + 1] = job_id
+         discarded[#discarded + 1] = payload or ''
+         discarded[#discarded + 1] = -1
+         redis.call('HDEL', payload_key, queue .. ':' .. job_id)
+         redis.call('HDEL', remaining_key, job_id)
+      else
+         if remaining and remaining > -1 then
+            redis.call('HSET', remaining_key, job_id, remaining - 1)
          end
-         redis.call('ZADD', ready_key, ready_at, queue_id)
-         redis.call('SADD', prefix .. ':ready:queue_type', queue_type)
+         -- Back to the front of its queue.
+         if redis.call('LPUSH', job_queue_key, job_id) == 1 then
+            local ready_at = now
+            local last_dequeue = tonumber(redis.pcall('GET', job_queue_key .. ':time'))
+            local interval = tonumber(redis.call('HGET', interval_key, queue))
+            if last_dequeue and interval then
+               ready_at = last_dequeue + interval
+            end
+            redis.call('ZADD', ready_key, ready_at, queue_id)
+            redis.call('SADD', prefix .. ':ready:queue_type', queue_type)
+            if ready_at <= now then
+               ready_now = ready_now + 1
+            end
+         end
+         requeued = requeued + 1
       end
-      requeued = requeued + 1
    end
 end
 
 if redis.call('EXISTS', active_key) == 0 then
    redis.call('SREM', prefix .. ':active:queue_type', queue_type)
 end
+if ready_now > 0 then
+   redis.pcall('PUBLISH', prefix .. ':.wake:' .. queue_type, ready_now)
+end
 
 local more = 0
 if #expired == limit then
    more = 1
 end
-local result = {requeued, more}
+local next_expiry = -1
+local head = redis.call('ZRANGE', active_key, 0, 0, 'WITHSCORES')
+if head[2] then
+   next_expiry = tonumber(head[2])
+end
+local result = {requeued, more, skipped, next_expiry}
 for _, value in ipairs(discarded) do
    result[#result + 1] = value
 end
-return result
+return reply(result)

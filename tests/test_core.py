@@ -302,15 +302,25 @@ def test_pack_evalsha(sha, keys, values):
 
 @needs_c
 @SETTINGS
+@given(st.binary(min_size=1, max_size=40), st.lists(st.text(max_size=10) | st.binary(max_size=5), max_size=3), st.integers(0, 10**6))
+def test_evalsha_head_and_pack_args(sha, keys, argc):
+    same("evalsha_head", sha, keys, argc)
+    same("pack_args", keys)
+    for core in filter(None, (py, c)):  # head + args is the whole command
+        assert core.evalsha_head(sha, keys, len(keys)) + core.pack_args(keys) == core.pack_evalsha(sha, keys, keys)
+
+
+@needs_c
+@SETTINGS
 @given(
-    st.lists(any_jobs, max_size=6),
+    st.lists(any_jobs, max_size=8),
     st.integers(0, 2**45) | st.sampled_from([None, "now", 1.5]),
-    st.integers(-1, 5) | st.sampled_from([None, True, -2]),
+    st.integers(-1, 5) | st.sampled_from([None, True, -2, 2**53 - 1, 2**53]),
     st.integers(0, 10_000),
-    st.text(max_size=5) | st.binary(max_size=5),
+    st.integers(1, 4),
 )
-def test_pack_enqueue(jobs, now, default_limit, first_index, prefix):
-    same("pack_enqueue", b"0123456789abcdef0123456789abcdef01234567", prefix, now, jobs, default_limit, first_index)
+def test_enqueue_chunks(jobs, now, default_limit, first_index, chunk_size):
+    same("enqueue_chunks", now, jobs, default_limit, first_index, chunk_size)
     for i, job in enumerate(jobs):
         same("job_fields", job, first_index + i, default_limit)
 
@@ -318,29 +328,22 @@ def test_pack_enqueue(jobs, now, default_limit, first_index, prefix):
 @needs_c
 @SETTINGS
 @given(st.lists(good_jobs, min_size=1, max_size=20))
-def test_pack_enqueue_good_jobs(jobs):
-    result = same("pack_enqueue", b"sha", "prefix", 1_700_000_000_000, jobs, -1, 0)
+def test_enqueue_chunks_good_jobs(jobs):
+    result = same("enqueue_chunks", 1_700_000_000_000, jobs, -1, 0, 100)
     assert result[0] == "ok"
-
-
-@needs_c
-@SETTINGS
-@given(st.lists(any_jobs, max_size=8), st.integers(-1, 5), st.integers(0, 100), st.integers(1, 4))
-def test_pack_enqueue_grouped(jobs, default_limit, first_index, chunk_size):
-    same("pack_enqueue_grouped", b"sha", "prefix", 1_700_000_000_000, jobs, default_limit, first_index, chunk_size)
 
 
 @given(st.lists(st.tuples(st.sampled_from(["a", "b"]), st.sampled_from(["q1", "q2", "q3"])), max_size=30), st.integers(1, 7))
 @SETTINGS
-def test_pack_enqueue_grouped_keeps_queue_order_and_covers_every_job(core, queues, chunk_size):
+def test_enqueue_chunks_keep_queue_order_and_cover_every_job(core, queues, chunk_size):
     jobs = [
         {"queue_type": t, "queue_id": q, "job_id": f"j{i}", "payload": i, "interval": 0}
         for i, (t, q) in enumerate(queues)
     ]
-    commands, positions = core.pack_enqueue_grouped(b"sha", "p", 1, jobs, -1, 0, chunk_size)
+    bodies, positions = core.enqueue_chunks(1, jobs, -1, 0, chunk_size)
     order = [i for part in positions for i in part]
     assert sorted(order) == list(range(len(jobs)))
-    assert all(1 <= len(part) <= chunk_size for part in positions) and len(commands) == len(positions)
+    assert all(1 <= len(part) <= chunk_size for part in positions) and len(bodies) == len(positions)
     for queue in set(queues):
         mine = [i for i in order if queues[i] == queue]
         assert mine == sorted(mine)  # each queue's jobs stay in input order
@@ -351,18 +354,19 @@ def test_pack_enqueue_grouped_keeps_queue_order_and_covers_every_job(core, queue
 
 finish_jobs = (
     st.tuples(maybe_identifiers, maybe_identifiers, maybe_identifiers)
-    | st.builds(Job, maybe_identifiers, maybe_identifiers, maybe_identifiers, st.none(), st.integers())
-    | st.sampled_from([None, ("a", "b"), ["a", "b", "c"], "abc", Point("a", "b")])
+    | st.tuples(maybe_identifiers, maybe_identifiers, maybe_identifiers, maybe_ints)
+    | st.builds(Job, maybe_identifiers, maybe_identifiers, maybe_identifiers, st.none(), st.integers(), maybe_ints)
+    | st.sampled_from([None, ("a", "b"), ["a", "b", "c"], "abc", Point("a", "b"), ("t", "active", "j")])
 )
 
 
 @needs_c
 @SETTINGS
-@given(st.lists(finish_jobs, max_size=6), st.integers(0, 10_000))
-def test_pack_finish(jobs, first_index):
-    same("pack_finish", b"sha1", "prefix", jobs, first_index)
+@given(st.lists(finish_jobs, max_size=6), st.integers(0, 10_000), st.booleans())
+def test_pack_job_refs(jobs, first_index, need_lease):
+    same("pack_job_refs", jobs, first_index, need_lease)
     for i, job in enumerate(jobs):
-        same("finish_fields", job, first_index + i)
+        same("job_ref", job, first_index + i, need_lease)
 
 
 @needs_c
@@ -400,13 +404,13 @@ reply_groups = st.tuples(
 
 @needs_c
 @SETTINGS
-@given(st.lists(reply_groups, max_size=10), st.sampled_from([0, 2]), st.booleans())
-def test_parse_jobs(groups, start, truncate):
+@given(st.lists(reply_groups, max_size=10), st.sampled_from([0, 2]), st.booleans(), st.integers(0, 2**53))
+def test_parse_jobs(groups, start, truncate, expires_at):
     reply = [b"x", b"y"][:start] + [value for group in groups for value in group]
     if truncate and reply:
         reply = reply[:-1]
-    expected = outcome(py.parse_jobs, reply, "qt", start)
-    actual = outcome(c.parse_jobs, reply, "qt", start)
+    expected = outcome(py.parse_jobs, reply, "qt", start, expires_at)
+    actual = outcome(c.parse_jobs, reply, "qt", start, expires_at)
     assert actual == expected
     if expected[0] == "ok":
         assert [type(job.payload) for job in actual[1]] == [type(job.payload) for job in expected[1]]
@@ -418,8 +422,8 @@ def test_parse_jobs_shared_queue_ids():
     reply = []
     for i in range(50):
         reply += [b"q%d" % (i // 7), b"j%d" % i, payload, i]
-    assert c.parse_jobs(reply, "t") == py.parse_jobs(reply, "t")
-    assert c.parse_jobs(tuple(reply), "t", 4) == py.parse_jobs(tuple(reply), "t", 4)
+    assert c.parse_jobs(reply, "t", 0, 5) == py.parse_jobs(reply, "t", 0, 5)
+    assert c.parse_jobs(tuple(reply), "t", 4, 0) == py.parse_jobs(tuple(reply), "t", 4, 0)
 
 
 # -- which core is used ----------------------------------------------------------------
@@ -430,7 +434,9 @@ def test_compiled_core_is_the_default():
     if os.environ.get("SHARQ_FAST_NO_EXTENSIONS"):
         pytest.skip("SHARQ_FAST_NO_EXTENSIONS is set")
     assert sharq_fast.USE_EXTENSIONS is True
-    assert sharq_fast._core.core is c
+    code = "import sharq_fast._core as k, sharq_fast._core_c as c; assert k.core is c; print('compiled')"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "compiled"
 
 
 def test_no_extensions_env_gives_the_pure_core():
@@ -451,8 +457,8 @@ def test_compiled_jobs_are_real_jobs():
     import pickle
 
     payload = py.encode_payload({"a": [1, "x"]})
-    jobs = c.parse_jobs([b"q", b"j", payload, 3] * 200, "t")
-    expected = Job("t", "q", "j", {"a": [1, "x"]}, 3)
+    jobs = c.parse_jobs([b"q", b"j", payload, 3] * 200, "t", 0, 7)
+    expected = Job("t", "q", "j", {"a": [1, "x"]}, 3, 7)
     assert all(type(job) is Job and job == expected for job in jobs)
     assert copy.copy(jobs[0]) == expected and pickle.loads(pickle.dumps(jobs[0])) == expected
     assert msgspec.structs.replace(jobs[0], job_id="k").job_id == "k"

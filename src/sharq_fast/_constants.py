@@ -10,6 +10,16 @@ DEFAULT_JOB_EXPIRE_INTERVAL = 1000
 DEFAULT_JOB_REQUEUE_INTERVAL = 1000
 #: -1: a job is requeued without limit.
 DEFAULT_JOB_REQUEUE_LIMIT = -1
+#: Seconds between two looks for jobs of a dequeue that waits, when no wake-up comes (jobs
+#: of clients that publish none: sharq 1.3.0, go-sharq).
+DEFAULT_WAIT_POLL_INTERVAL = 1.0
+#: Seconds a round whose connection failed is sent again before OutcomeUnknownError.
+DEFAULT_RETRY_FOR = 10.0
+
+#: Largest interval, requeue limit, job_expire_interval or lease (ms) accepted: Redis' Lua
+#: computes with doubles, which hold integers exactly only up to 2**53 - 1.
+MAX_INTEGER = 2**53 - 1
+TOO_LARGE = "is larger than 2**53 - 1, the largest integer Redis scripts hold exactly."
 
 #: Identifiers (queue_type, queue_id, job_id) are 1..100 of these characters.
 IDENTIFIER_MAX_LENGTH = 100
@@ -31,8 +41,11 @@ DEFAULT_CHUNK_SIZE = 100
 MAX_CHUNK_SIZE = 5000
 #: Script calls sent per round trip in batch operations.
 DEFAULT_PIPELINE_DEPTH = 20
+MAX_PIPELINE_DEPTH = 1000
 #: Most jobs one dequeue script call takes; larger counts are split into several calls.
 MAX_DEQUEUE_PER_CALL = 100
+#: Most jobs one dequeue_many may ask for (100 script calls in one round trip).
+MAX_DEQUEUE_COUNT = 10_000
 #: Expired jobs handled per requeue script call.
 REQUEUE_BATCH = 200
 #: Jobs deleted per purge script call of clear_queue(purge_all=True).

@@ -22,7 +22,14 @@ from cpython.unicode cimport PyUnicode_CheckExact, PyUnicode_DecodeUTF8
 from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memcpy
 
-from ._constants import RESERVED_MESSAGE, RESERVED_QUEUE_IDS, RESERVED_QUEUE_TYPE_IDS, RESERVED_QUEUE_TYPES
+from ._constants import (
+    MAX_INTEGER,
+    RESERVED_MESSAGE,
+    RESERVED_QUEUE_IDS,
+    RESERVED_QUEUE_TYPE_IDS,
+    RESERVED_QUEUE_TYPES,
+    TOO_LARGE,
+)
 from . import _core_py
 from .exceptions import BadArgumentException
 from .types import Job, JobRequest, UndecodablePayload
@@ -45,6 +52,7 @@ cdef object JOB_REQUEST = JobRequest
 cdef object UNDECODABLE = UndecodablePayload
 cdef object BAD_ARGUMENT = BadArgumentException
 cdef int MAX_DEPTH = 512
+cdef long long C_MAX_INTEGER = MAX_INTEGER
 _MAX_DEPTH = MAX_DEPTH
 
 
@@ -85,18 +93,32 @@ def check_identifier(value, field, index=-1):
     raise bad_argument(field, index)
 
 
-cdef inline bint _is_int_at_least(object value, long long low) except -1:
-    """isinstance(value, int) and not isinstance(value, bool) and value >= low."""
+cdef inline int _int_in_range(object value, long long low) except -2:
+    """1 if isinstance(value, int) and not isinstance(value, bool) and low <= value <=
+    MAX_INTEGER; 0 if it is such an int but larger; -1 if it is not such an int at all."""
     cdef int overflow
     cdef long long v
     if PyLong_CheckExact(value):
         v = PyLong_AsLongLongAndOverflow(value, &overflow)
         if overflow:
-            return overflow > 0
-        return v >= low
+            return 0 if overflow > 0 else -1
+        if v < low:
+            return -1
+        return 1 if v <= C_MAX_INTEGER else 0
     if isinstance(value, int) and not isinstance(value, bool):
-        return bool(value >= low)
-    return False
+        if value < low:
+            return -1
+        return 1 if value <= MAX_INTEGER else 0
+    return -1
+
+
+cdef inline int _check_int(object value, long long low, str field, object index) except -1:
+    cdef int found = _int_in_range(value, low)
+    if found == 1:
+        return 0
+    if found == 0:
+        raise bad_argument(field, index, TOO_LARGE)
+    raise bad_argument(field, index)
 
 
 def check_not_reserved(queue_type, queue_id, index = -1):
@@ -108,17 +130,15 @@ def check_not_reserved(queue_type, queue_id, index = -1):
 
 
 def check_interval(value, index=-1):
-    """Return `value` if it is an int >= 0 (not a bool), else raise."""
-    if _is_int_at_least(value, 0):
-        return value
-    raise bad_argument("interval", index)
+    """Return `value` if it is an int from 0 to MAX_INTEGER (not a bool), else raise."""
+    _check_int(value, 0, "interval", index)
+    return value
 
 
 def check_requeue_limit(value, index=-1):
-    """Return `value` if it is an int >= -1 (not a bool), else raise."""
-    if _is_int_at_least(value, -1):
-        return value
-    raise bad_argument("requeue_limit", index)
+    """Return `value` if it is an int from -1 to MAX_INTEGER (not a bool), else raise."""
+    _check_int(value, -1, "requeue_limit", index)
+    return value
 
 
 # -- payloads --------------------------------------------------------------------------
@@ -270,7 +290,7 @@ cdef object _decode_payload(object data):
         data = data[1:-1]
     try:
         return DECODE(data)
-    except DECODE_ERROR:
+    except Exception:  # DecodeError, and UnicodeDecodeError / RecursionError msgspec lets out
         return UNDECODABLE(data)
 
 
@@ -409,15 +429,6 @@ cdef int buf_arg(Buf* b, object value) except -1:
     return buf_bulk(b, PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value))
 
 
-cdef object buf_finish(Buf* head, Buf* body):
-    """The bytes of `head` then `body`."""
-    result = PyBytes_FromStringAndSize(NULL, head.size + body.size)
-    cdef char* out = PyBytes_AS_STRING(result)
-    memcpy(out, head.data, head.size)
-    memcpy(out + head.size, body.data, body.size)
-    return result
-
-
 def pack_command(args):
     """The RESP request of one command; `args` are bytes, str or int."""
     cdef Buf b
@@ -426,6 +437,29 @@ def pack_command(args):
         buf_header(&b, 42, len(args))
         for arg in args:
             buf_arg(&b, arg)
+        return PyBytes_FromStringAndSize(b.data, b.size)
+    finally:
+        free(b.data)
+
+
+def pack_args(args):
+    """The RESP bulk strings of `args` (bytes, str or int), to follow a command's head."""
+    cdef Buf b
+    buf_init(&b, 256)
+    try:
+        for arg in args:
+            buf_arg(&b, arg)
+        return PyBytes_FromStringAndSize(b.data, b.size)
+    finally:
+        free(b.data)
+
+
+def evalsha_head(sha, keys, argc):
+    """RESP of ``EVALSHA sha numkeys keys...`` for a command of `argc` ARGV values."""
+    cdef Buf b
+    buf_init(&b, 256)
+    try:
+        _evalsha_head(&b, sha, keys, argc)
         return PyBytes_FromStringAndSize(b.data, b.size)
     finally:
         free(b.data)
@@ -491,14 +525,12 @@ cdef tuple _job_fields(object job, object index, object default_requeue_limit):
         raise BadArgumentException(
             f"job {index}: expected a dict or a JobRequest, got {type(job).__name__}", index=index
         )
-    if not _is_int_at_least(interval, 0):
-        raise bad_argument("interval", index)
+    _check_int(interval, 0, "interval", index)
     _check_ids(job_id, queue_id, queue_type, index)
     check_not_reserved(queue_type, queue_id, index)
     if requeue_limit is None:
         requeue_limit = default_requeue_limit
-    if not _is_int_at_least(requeue_limit, -1):
-        raise bad_argument("requeue_limit", index)
+    _check_int(requeue_limit, -1, "requeue_limit", index)
     return (queue_type, queue_id, job_id, _encode_payload(payload, index), interval, requeue_limit)
 
 
@@ -508,41 +540,27 @@ def job_fields(job, index, default_requeue_limit):
     return _job_fields(job, index, default_requeue_limit)
 
 
-def pack_enqueue(sha, prefix, now, jobs, default_requeue_limit, first_index):
-    """Validate and encode `jobs` and return the RESP of one enqueue.lua EVALSHA. Raises
-    BadArgumentException naming index ``first_index + i`` of the first bad job."""
-    cdef list fields = [
-        _job_fields(job, first_index + i, default_requeue_limit) for i, job in enumerate(jobs)
-    ]
-    return _pack_enqueue_part(sha, prefix, now, fields, list(range(len(fields))))
-
-
-cdef bytes _pack_enqueue_part(object sha, object prefix, object now, list fields, list part):
-    cdef Buf head, body
-    cdef Py_ssize_t argc = 1
-    head.data = NULL
+cdef bytes _enqueue_body(object now, list fields, list part):
+    """RESP of enqueue.lua's ARGV: `now`, then the validated jobs `fields[i]`, i in `part`."""
+    cdef Buf body
     buf_init(&body, 8192)
     try:
         buf_arg(&body, now)
         for i in part:
             for value in <tuple>fields[i]:
                 buf_arg(&body, value)
-            argc += 6
-        buf_init(&head, 256)
-        _evalsha_head(&head, sha, (prefix,), argc)
-        return buf_finish(&head, &body)
+        return PyBytes_FromStringAndSize(body.data, body.size)
     finally:
         free(body.data)
-        free(head.data)
 
 
-def pack_enqueue_grouped(sha, prefix, now, jobs, default_requeue_limit, first_index, chunk_size):
+def enqueue_chunks(now, jobs, default_requeue_limit, first_index, chunk_size):
     """Validate and encode all `jobs`, order them queue by queue (each queue's jobs in input
-    order) and pack enqueue.lua EVALSHAs of `chunk_size` jobs: (commands, positions)."""
+    order) and pack enqueue.lua's ARGV for chunks of `chunk_size` jobs: (bodies, positions)."""
     cdef list fields = []
     cdef dict groups = {}
     cdef list order = []
-    cdef list commands = []
+    cdef list bodies = []
     cdef list positions = []
     cdef Py_ssize_t i = 0, start, n
     cdef tuple values
@@ -561,50 +579,51 @@ def pack_enqueue_grouped(sha, prefix, now, jobs, default_requeue_limit, first_in
     n = len(order)
     for start in range(0, n, chunk_size):
         part = order[start:start + chunk_size]
-        commands.append(_pack_enqueue_part(sha, prefix, now, fields, part))
+        bodies.append(_enqueue_body(now, fields, part))
         positions.append(part)
-    return commands, positions
+    return bodies, positions
 
-cdef tuple _finish_fields(object job, object index):
+
+cdef tuple _job_ref(object job, object index, bint need_lease):
+    cdef Py_ssize_t size
     if isinstance(job, JOB):
-        queue_type, queue_id, job_id = job.queue_type, job.queue_id, job.job_id
-    elif isinstance(job, tuple) and len(job) == 3:
-        queue_type, queue_id, job_id = job
+        queue_type, queue_id, job_id, lease = job.queue_type, job.queue_id, job.job_id, job.expires_at
+    elif isinstance(job, tuple) and (len(job) == 4 or (len(job) == 3 and not need_lease)):
+        size = len(job)
+        queue_type, queue_id, job_id = job[0], job[1], job[2]
+        lease = job[3] if size == 4 else 0
     else:
+        shape = "(queue_type, queue_id, job_id, lease)" if need_lease else "(queue_type, queue_id, job_id)"
         raise BadArgumentException(
-            f"job {index}: expected a Job or a (queue_type, queue_id, job_id) tuple, "
-            f"got {type(job).__name__}",
-            index=index,
+            f"job {index}: expected a Job or a {shape} tuple, got {type(job).__name__}", index=index
         )
     _check_ids(job_id, queue_id, queue_type, index)
-    return (queue_type, queue_id, job_id)
+    check_not_reserved(queue_type, queue_id, index)
+    if _int_in_range(lease, 0) != 1:
+        raise bad_argument("lease", index, "must be an int from 0 to 2**53 - 1 (a Job's expires_at).")
+    if need_lease and lease == 0:
+        raise bad_argument("lease", index, "is 0: the job was not dequeued (no lease to act on).")
+    return (queue_type, queue_id, job_id, lease)
 
 
-def finish_fields(job, index):
-    """Validate one job to finish (a Job or a (queue_type, queue_id, job_id) tuple)."""
-    return _finish_fields(job, index)
+def job_ref(job, index, need_lease):
+    """Validate one reference to a dequeued job: (queue_type, queue_id, job_id, lease)."""
+    return _job_ref(job, index, need_lease)
 
 
-def pack_finish(sha, prefix, jobs, first_index):
-    """Validate `jobs` and return the RESP of one finish.lua EVALSHA."""
-    cdef Buf head, body
-    cdef Py_ssize_t argc = 0, i = 0
-    cdef tuple fields
-    head.data = NULL
+def pack_job_refs(jobs, first_index, need_lease):
+    """Validate `jobs` (see job_ref) and return their RESP as groups of 4 ARGV values."""
+    cdef Buf body
+    cdef Py_ssize_t i = 0
     buf_init(&body, 4096)
     try:
         for job in jobs:
-            fields = _finish_fields(job, first_index + i)
-            for value in fields:
+            for value in _job_ref(job, first_index + i, need_lease):
                 buf_arg(&body, value)
-            argc += 3
             i += 1
-        buf_init(&head, 256)
-        _evalsha_head(&head, sha, (prefix,), argc)
-        return buf_finish(&head, &body)
+        return PyBytes_FromStringAndSize(body.data, body.size)
     finally:
         free(body.data)
-        free(head.data)
 
 
 def pack_evalsha(sha, keys, args):
@@ -626,9 +645,10 @@ cdef inline object _decode_text(object data):
     return data.decode()
 
 
-def parse_jobs(reply, queue_type, start=0):
+def parse_jobs(reply, queue_type, start, expires_at):
     """Jobs from a flat script reply of (queue_id, job_id, payload, requeues_remaining)
-    groups, beginning at `start` (dequeue.lua's reply, requeue.lua's discarded list)."""
+    groups, beginning at `start` (dequeue.lua's reply, requeue.lua's discarded list), each
+    with the lease expiry `expires_at`."""
     cdef list jobs = []
     cdef Py_ssize_t i, n = len(reply)
     for i in range(start, n, 4):
@@ -642,5 +662,5 @@ def parse_jobs(reply, queue_type, start=0):
         remaining = PySequence_GetItem(reply, i + 3)
         if not PyLong_CheckExact(remaining):
             remaining = int(remaining)
-        jobs.append(JOB(queue_type, queue_id, job_id, payload, remaining))
+        jobs.append(JOB(queue_type, queue_id, job_id, payload, remaining, expires_at))
     return jobs

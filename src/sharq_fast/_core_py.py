@@ -11,7 +11,14 @@ from typing import Any, Dict, Iterable, List, Sequence, Tuple
 
 import msgspec
 
-from ._constants import RESERVED_MESSAGE, RESERVED_QUEUE_IDS, RESERVED_QUEUE_TYPE_IDS, RESERVED_QUEUE_TYPES
+from ._constants import (
+    MAX_INTEGER,
+    RESERVED_MESSAGE,
+    TOO_LARGE,
+    RESERVED_QUEUE_IDS,
+    RESERVED_QUEUE_TYPE_IDS,
+    RESERVED_QUEUE_TYPES,
+)
 from .exceptions import BadArgumentException
 from .types import Job, JobRequest, UndecodablePayload
 
@@ -50,16 +57,20 @@ def check_not_reserved(queue_type: str, queue_id: str, index: int = -1) -> None:
 
 
 def check_interval(value: Any, index: int = -1) -> int:
-    """Return `value` if it is an int >= 0 (not a bool), else raise."""
+    """Return `value` if it is an int from 0 to MAX_INTEGER (not a bool), else raise."""
     if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
+        if value <= MAX_INTEGER:
+            return value
+        raise bad_argument("interval", index, TOO_LARGE)
     raise bad_argument("interval", index)
 
 
 def check_requeue_limit(value: Any, index: int = -1) -> int:
-    """Return `value` if it is an int >= -1 (not a bool), else raise."""
+    """Return `value` if it is an int from -1 to MAX_INTEGER (not a bool), else raise."""
     if isinstance(value, int) and not isinstance(value, bool) and value >= -1:
-        return value
+        if value <= MAX_INTEGER:
+            return value
+        raise bad_argument("requeue_limit", index, TOO_LARGE)
     raise bad_argument("requeue_limit", index)
 
 
@@ -162,7 +173,7 @@ def decode_payload(data: bytes) -> Any:
         data = data[1:-1]
     try:
         return _decode(data)
-    except msgspec.DecodeError:
+    except Exception:  # DecodeError, and UnicodeDecodeError / RecursionError msgspec lets out
         return UndecodablePayload(data)
 
 
@@ -183,7 +194,12 @@ def pack_command(args: Sequence[Any]) -> bytes:
     return b"*%d\r\n%b" % (len(args), b"".join([_arg(arg) for arg in args]))
 
 
-def _evalsha_head(sha: bytes, keys: Sequence[Any], argc: int) -> bytes:
+def pack_args(args: Sequence[Any]) -> bytes:
+    """The RESP bulk strings of `args` (bytes, str or int), to follow a command's head."""
+    return b"".join([_arg(arg) for arg in args])
+
+
+def evalsha_head(sha: bytes, keys: Sequence[Any], argc: int) -> bytes:
     """RESP of ``EVALSHA sha numkeys keys...`` for a command of `argc` ARGV values."""
     return b"*%d\r\n%b" % (
         3 + len(keys) + argc,
@@ -227,17 +243,8 @@ def job_fields(job: Any, index: int, default_requeue_limit: int) -> Tuple[str, s
     return queue_type, queue_id, job_id, encode_payload(payload, index), interval, requeue_limit
 
 
-def pack_enqueue(
-    sha: bytes, prefix: str, now: int, jobs: Sequence[Any], default_requeue_limit: int, first_index: int
-) -> bytes:
-    """Validate and encode `jobs` and return the RESP of one enqueue.lua EVALSHA. Raises
-    BadArgumentException naming index ``first_index + i`` of the first bad job."""
-    fields = [job_fields(job, first_index + i, default_requeue_limit) for i, job in enumerate(jobs)]
-    return _pack_enqueue_part(sha, prefix, now, fields, range(len(fields)))
-
-
-def _pack_enqueue_part(sha: bytes, prefix: str, now: int, fields: List[Tuple[Any, ...]], part: Iterable[int]) -> bytes:
-    """RESP of one enqueue.lua EVALSHA of the validated jobs `fields[i]` for i in `part`."""
+def _enqueue_body(now: int, fields: List[Tuple[Any, ...]], part: Iterable[int]) -> bytes:
+    """RESP of enqueue.lua's ARGV: `now`, then the validated jobs `fields[i]`, i in `part`."""
     body = [_arg(now)]
     append = body.append
     for i in part:
@@ -252,22 +259,17 @@ def _pack_enqueue_part(sha: bytes, prefix: str, now: int, fields: List[Tuple[Any
                 len(interval_b), interval_b, len(limit_b), limit_b,
             )
         )
-    return _evalsha_head(sha, (prefix,), 1 + 6 * (len(body) - 1)) + b"".join(body)
+    return b"".join(body)
 
 
-def pack_enqueue_grouped(
-    sha: bytes,
-    prefix: str,
-    now: int,
-    jobs: Sequence[Any],
-    default_requeue_limit: int,
-    first_index: int,
-    chunk_size: int,
+def enqueue_chunks(
+    now: int, jobs: Sequence[Any], default_requeue_limit: int, first_index: int, chunk_size: int
 ) -> Tuple[List[bytes], List[List[int]]]:
-    """Validate and encode all `jobs` (raising for the first bad one, as pack_enqueue),
-    order them queue by queue, each queue's jobs in input order, and pack enqueue.lua
-    EVALSHAs of `chunk_size` jobs. Returns (commands, positions): positions[c] lists the
-    offsets in `jobs` of command c's jobs.
+    """Validate and encode all `jobs` (raising BadArgumentException naming index
+    ``first_index + i`` of the first bad one), order them queue by queue, each queue's jobs
+    in input order, and pack them in chunks of `chunk_size` jobs. Returns (bodies,
+    positions): bodies[c] is the RESP of enqueue.lua's ARGV for chunk c (1 + 6 values a
+    job), positions[c] the offsets in `jobs` of its jobs.
 
     Jobs of one queue then share chunks, so Redis does its per-queue work (RPUSH, ready
     set, counters) once per chunk instead of once per job. With one `now` for all, the
@@ -283,48 +285,58 @@ def pack_enqueue_grouped(
         else:
             group.append(i)
     order = [i for group in groups.values() for i in group]
-    commands, positions = [], []
+    bodies, positions = [], []
     for start in range(0, len(order), chunk_size):
         part = order[start : start + chunk_size]
-        commands.append(_pack_enqueue_part(sha, prefix, now, fields, part))
+        bodies.append(_enqueue_body(now, fields, part))
         positions.append(part)
-    return commands, positions
+    return bodies, positions
 
 
-def finish_fields(job: Any, index: int) -> Tuple[str, str, str]:
-    """Validate one job to finish (a Job or a (queue_type, queue_id, job_id) tuple)."""
+def job_ref(job: Any, index: int, need_lease: bool) -> Tuple[str, str, str, int]:
+    """Validate one reference to a dequeued job and return (queue_type, queue_id, job_id,
+    lease): a Job (its lease is its expires_at), a (queue_type, queue_id, job_id, lease)
+    tuple, or, when `need_lease` is false, a (queue_type, queue_id, job_id) tuple (lease 0:
+    by id, as SharQ's finish)."""
     if isinstance(job, Job):
-        queue_type, queue_id, job_id = job.queue_type, job.queue_id, job.job_id
-    elif isinstance(job, tuple) and len(job) == 3:
-        queue_type, queue_id, job_id = job
+        queue_type, queue_id, job_id, lease = job.queue_type, job.queue_id, job.job_id, job.expires_at
+    elif isinstance(job, tuple) and (len(job) == 4 or (len(job) == 3 and not need_lease)):
+        queue_type, queue_id, job_id = job[0], job[1], job[2]
+        lease = job[3] if len(job) == 4 else 0
     else:
+        shape = "(queue_type, queue_id, job_id, lease)" if need_lease else "(queue_type, queue_id, job_id)"
         raise BadArgumentException(
-            f"job {index}: expected a Job or a (queue_type, queue_id, job_id) tuple, "
-            f"got {type(job).__name__}",
-            index=index,
+            f"job {index}: expected a Job or a {shape} tuple, got {type(job).__name__}", index=index
         )
     _check_ids(job_id, queue_id, queue_type, index)
-    return queue_type, queue_id, job_id
+    check_not_reserved(queue_type, queue_id, index)
+    if isinstance(lease, bool) or not isinstance(lease, int) or not 0 <= lease <= MAX_INTEGER:
+        raise bad_argument("lease", index, "must be an int from 0 to 2**53 - 1 (a Job's expires_at).")
+    if need_lease and lease == 0:
+        raise bad_argument("lease", index, "is 0: the job was not dequeued (no lease to act on).")
+    return queue_type, queue_id, job_id, lease
 
 
-def pack_finish(sha: bytes, prefix: str, jobs: Sequence[Any], first_index: int) -> bytes:
-    """Validate `jobs` and return the RESP of one finish.lua EVALSHA."""
+def pack_job_refs(jobs: Sequence[Any], first_index: int, need_lease: bool) -> bytes:
+    """Validate `jobs` (see job_ref) and return their RESP as groups of 4 ARGV values:
+    queue_type, queue_id, job_id, lease (finish.lua, extend.lua, release.lua)."""
     body: List[bytes] = []
     append = body.append
     for i, job in enumerate(jobs):
-        for value in finish_fields(job, first_index + i):
+        for value in job_ref(job, first_index + i, need_lease):
             append(_arg(value))
-    return _evalsha_head(sha, (prefix,), len(body)) + b"".join(body)
+    return b"".join(body)
 
 
 def pack_evalsha(sha: bytes, keys: Sequence[Any], args: Sequence[Any]) -> bytes:
     """The RESP of ``EVALSHA sha len(keys) *keys *args``."""
-    return _evalsha_head(sha, keys, len(args)) + b"".join([_arg(arg) for arg in args])
+    return evalsha_head(sha, keys, len(args)) + b"".join([_arg(arg) for arg in args])
 
 
-def parse_jobs(reply: Sequence[Any], queue_type: str, start: int = 0) -> List[Job]:
+def parse_jobs(reply: Sequence[Any], queue_type: str, start: int, expires_at: int) -> List[Job]:
     """Jobs from a flat script reply of (queue_id, job_id, payload, requeues_remaining)
-    groups, beginning at `start` (dequeue.lua's reply, requeue.lua's discarded list)."""
+    groups, beginning at `start` (dequeue.lua's reply, requeue.lua's discarded list), each
+    with the lease expiry `expires_at` (0 for jobs that are not active)."""
     jobs = []
     for i in range(start, len(reply), 4):
         jobs.append(
@@ -334,6 +346,7 @@ def parse_jobs(reply: Sequence[Any], queue_type: str, start: int = 0) -> List[Jo
                 reply[i + 1].decode(),
                 decode_payload(reply[i + 2]),
                 int(reply[i + 3]),
+                expires_at,
             )
         )
     return jobs

@@ -1,4 +1,10 @@
-"""The Lua scripts: loaded from the ``sharq_fast.lua`` package, run by EVALSHA."""
+"""The Lua scripts: loaded from the ``sharq_fast.lua`` package, run by EVALSHA.
+
+Scripts that change state in a way a second run would change again start with the reply
+cache (``_replies.lua``): the client gives each call a token, and a call sent again after
+its reply was lost gets its first reply back instead of running twice. The others are
+safe to run twice as they are (they say why in their header).
+"""
 
 import hashlib
 from importlib import resources
@@ -6,7 +12,11 @@ from typing import Dict
 
 import msgspec
 
-SCRIPT_NAMES = ("enqueue", "dequeue", "finish", "requeue", "interval", "clear_queue", "purge_jobs")
+#: Scripts that take a token and run behind the reply cache.
+REPLIED_SCRIPTS = ("enqueue", "dequeue", "finish", "requeue", "interval", "clear_queue", "extend", "release")
+#: Scripts that are safe to resend as they are.
+PLAIN_SCRIPTS = ("purge_jobs", "forget_intervals", "lock")
+SCRIPT_NAMES = REPLIED_SCRIPTS + PLAIN_SCRIPTS
 
 
 class Script(msgspec.Struct, frozen=True):
@@ -20,8 +30,11 @@ class Script(msgspec.Struct, frozen=True):
 def load_scripts() -> Dict[str, Script]:
     """Every script of sharq_fast, by name."""
     folder = resources.files("sharq_fast.lua")
+    prelude = folder.joinpath("_replies.lua").read_bytes()
     scripts = {}
     for name in SCRIPT_NAMES:
         source = folder.joinpath(f"{name}.lua").read_bytes()
+        if name in REPLIED_SCRIPTS:
+            source = prelude + b"\n" + source
         scripts[name] = Script(name, source, hashlib.sha1(source).hexdigest().encode())
     return scripts

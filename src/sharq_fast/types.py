@@ -6,13 +6,20 @@ import msgspec
 
 
 class Job(msgspec.Struct):
-    """A dequeued job. Finish it with ``Client.finish`` before job_expire_interval ends."""
+    """A dequeued job. Finish it (``Client.finish_many``, ``Client.finish``) before its lease
+    ends at ``expires_at`` (ms epoch; dequeue time + job_expire_interval), or extend it.
+
+    ``expires_at`` is the job's score in the active set when it was dequeued: finish_many,
+    extend and release act on a Job only while that is still its lease, never on a later
+    delivery of the same job to another consumer. It is 0 for jobs that are not active
+    (the discarded jobs of requeue)."""
 
     queue_type: str
     queue_id: str
     job_id: str
     payload: Any
     requeues_remaining: int
+    expires_at: int = 0
 
 
 class JobRequest(msgspec.Struct, kw_only=True):

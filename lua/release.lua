@@ -1,0 +1,91 @@
+-- Release dequeued jobs that were not worked on: put them back at the front of their
+-- queues now, without counting a requeue against their limit.
+--
+-- A released job goes back as requeue.lua puts back an expired one: to the front of its
+-- queue, and a queue that was empty re-enters the ready set at its time keeper + interval
+-- (the interval still holds: the job's dequeue counted), else now. Jobs of one queue
+-- released together keep their order.
+--
+-- KEYS[1]  reply cache (see _replies.lua)
+-- KEYS[2]  key prefix P
+-- ARGV[1]  now (ms epoch)
+-- ARGV[2..] groups of 4: queue_type, queue_id, job_id, lease (the expiry the caller holds)
+--
+-- Returns one integer per job: 1 released, 0 when the caller's lease was lost (the job was
+-- finished, requeued, or dequeued again by another consumer).
+
+local prefix = KEYS[2]
+local now = tonumber(ARGV[1])
+local interval_key = prefix .. ':interval'
+
+local err = wrong_type(interval_key, 'hash') or wrong_type(prefix .. ':ready:queue_type', 'set')
+   or wrong_type(prefix .. ':active:queue_type', 'set')
+for i = 2, NARGS, 4 do
+   local ready_key = prefix .. ':' .. ARGV[i]
+   err = err or wrong_type(ready_key, 'zset') or wrong_type(ready_key .. ':active', 'zset')
+      or wrong_type(ready_key .. ':' .. ARGV[i + 1], 'list')
+end
+if err then
+   return err
+end
+
+-- Which jobs are still held, and each queue's released jobs in input order.
+local results = {}
+local queues = {}  -- T:Q -> {queue_type, queue_id, job ids}
+local order = {}
+local types = {}
+for i = 2, NARGS, 4 do
+   local queue_type, queue_id, job_id = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+   local active_key = prefix .. ':' .. queue_type .. ':active'
+   local member = queue_id .. ':' .. job_id
+   if tonumber(redis.call('ZSCORE', active_key, member)) == tonumber(ARGV[i + 3]) then
+      redis.call('ZREM', active_key, member)
+      local queue = queue_type .. ':' .. queue_id
+      local q = queues[queue]
+      if not q then
+         q = {queue_type, queue_id, {}}
+         queues[queue] = q
+         order[#order + 1] = queue
+      end
+      q[3][#q[3] + 1] = job_id
+      types[queue_type] = true
+      results[#results + 1] = 1
+   else
+      results[#results + 1] = 0
+   end
+end
+
+local ready_now = {}
+for _, queue in ipairs(order) do
+   local queue_type, queue_id, job_ids = queues[queue][1], queues[queue][2], queues[queue][3]
+   local ready_key = prefix .. ':' .. queue_type
+   local job_queue_key = ready_key .. ':' .. queue_id
+   local length
+   for k = #job_ids, 1, -1 do  -- LPUSH in reverse: the first released is served first
+      length = redis.call('LPUSH', job_queue_key, job_ids[k])
+   end
+   if length == #job_ids then
+      local ready_at = now
+      local last_dequeue = tonumber(redis.pcall('GET', job_queue_key .. ':time'))
+      local interval = tonumber(redis.call('HGET', interval_key, queue))
+      if last_dequeue and interval then
+         ready_at = last_dequeue + interval
+      end
+      redis.call('ZADD', ready_key, ready_at, queue_id)
+      redis.call('SADD', prefix .. ':ready:queue_type', queue_type)
+      if ready_at <= now then
+         ready_now[queue_type] = (ready_now[queue_type] or 0) + 1
+      end
+   end
+end
+
+for queue_type in pairs(types) do
+   if redis.call('EXISTS', prefix .. ':' .. queue_type .. ':active') == 0 then
+      redis.call('SREM', prefix .. ':active:queue_type', queue_type)
+   end
+   if ready_now[queue_type] then
+      redis.pcall('PUBLISH', prefix .. ':.wake:' .. queue_type, ready_now[queue_type])
+   end
+end
+
+return reply(results)
