@@ -14,7 +14,7 @@ import pytest
 import redis
 
 from sharq_fast import _core_py
-from sharq_fast import client as client_module
+from sharq_fast import _core
 from sharq_fast._bench import BENCH_JOB_EXPIRE_MS, cleanup, new_prefix
 from sharq_fast._redis_server import external_or_private_redis, server_cpu
 from sharq_fast.client import Client
@@ -40,7 +40,7 @@ def bench_core(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) 
     module = BENCH_CORES[request.param]
     if module is None:
         pytest.skip("compiled core not built")
-    monkeypatch.setattr(client_module, "core", module)
+    monkeypatch.setattr(_core, "core", module)
     return request.param
 
 

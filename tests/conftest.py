@@ -1,9 +1,10 @@
-"""Fixtures: a private redis-server, a clean database per test, an injected clock, and
-every test run against both cores (compiled and pure Python)."""
+"""Fixtures: a private redis-server, a clean database per test, an injected clock, every
+test run against both cores (compiled and pure Python), and every test of the client
+against both transports (Client, and AsyncClient behind a sync facade)."""
 
 import sys
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
 import redis
@@ -11,8 +12,9 @@ import redis
 sys.path.insert(0, str(Path(__file__).parent))
 
 import sharq_fast  # noqa: E402
-from sharq_fast import _core_py, client as client_module  # noqa: E402
+from sharq_fast import _core, _core_py  # noqa: E402
 from sharq_fast._redis_server import external_or_private_redis  # noqa: E402
+from async_facade import LoopThread, SyncFacade  # noqa: E402
 
 try:
     from sharq_fast import _core_c
@@ -55,7 +57,7 @@ def core(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch):
     module = CORES[request.param]
     if module is None:
         pytest.skip("compiled core not built")
-    monkeypatch.setattr(client_module, "core", module)
+    monkeypatch.setattr(_core, "core", module)
     return module
 
 
@@ -73,8 +75,43 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
+@pytest.fixture(scope="session")
+def loop_thread() -> Iterator[LoopThread]:
+    """An event loop in a thread of its own, for AsyncClients behind SyncFacade."""
+    loop = LoopThread()
+    yield loop
+    loop.stop()
+
+
+@pytest.fixture(params=["sync", "async"])
+def transport(request: pytest.FixtureRequest) -> str:
+    """Runs the test with Client, then with AsyncClient (behind a sync facade)."""
+    return request.param
+
+
 @pytest.fixture
-def client(r: redis.Redis, redis_server_url: str, clock: FakeClock) -> Iterator[sharq_fast.Client]:
-    """A Client on the clean database, with the injected clock."""
-    with sharq_fast.Client(redis_server_url, clock=clock) as c:
-        yield c
+def make_client(r: redis.Redis, redis_server_url: str, clock: FakeClock, transport: str, loop_thread: LoopThread):
+    """make_client(url=None, **settings): a Client, or an AsyncClient behind a SyncFacade,
+    on the clean database with the injected clock (unless given); closed after the test."""
+    made = []
+
+    def make(url: Any = None, **settings: Any) -> Any:
+        settings.setdefault("clock", clock)
+        target = url or redis_server_url
+        if transport == "sync":
+            made_client: Any = sharq_fast.Client(target, **settings)
+        else:
+            made_client = SyncFacade(loop_thread, lambda: sharq_fast.AsyncClient(target, **settings))
+        made.append(made_client)
+        return made_client
+
+    yield make
+    for made_client in made:
+        made_client.close()
+
+
+@pytest.fixture
+def client(make_client: Any) -> Any:
+    """A Client (or AsyncClient behind a sync facade) on the clean database, with the
+    injected clock."""
+    return make_client()

@@ -1,4 +1,7 @@
-"""Read a Redis keyspace back as plain Python values, for exact layout comparisons."""
+"""Read a Redis keyspace back as plain Python values, for exact layout comparisons.
+
+The clients' reply caches (``P:.replies:<client>``, see lua/_replies.lua) are left out:
+they are the transport's bookkeeping, not queue data, and differ from client to client."""
 
 from typing import Any, Dict
 
@@ -28,6 +31,8 @@ def dump(r: redis.Redis, prefix: str = "") -> Dict[bytes, Any]:
     whether it has a TTL."""
     state = {}
     for key in r.scan_iter(match=(prefix + "*") if prefix else "*", count=1000):
+        if is_reply_cache(key):
+            continue
         kind, value = dump_key(r, key)
         state[key[len(prefix):]] = (kind, value, r.pttl(key) > 0)
     return state
@@ -35,4 +40,14 @@ def dump(r: redis.Redis, prefix: str = "") -> Dict[bytes, Any]:
 
 def raw_snapshot(r: redis.Redis) -> Dict[bytes, Any]:
     """Byte-for-byte snapshot: DUMP and PTTL of every key."""
-    return {key: (r.dump(key), r.pttl(key) > 0) for key in r.scan_iter(count=1000)}
+    return {key: (r.dump(key), r.pttl(key) > 0) for key in r.scan_iter(count=1000) if not is_reply_cache(key)}
+
+
+def is_reply_cache(key: bytes) -> bool:
+    """True for a client's reply cache key."""
+    return b":.replies:" in key
+
+
+def data_keys(r: redis.Redis, pattern: str = "*") -> list:
+    """KEYS `pattern`, without the clients' reply caches."""
+    return [key for key in r.keys(pattern) if not is_reply_cache(key)]

@@ -9,7 +9,7 @@ from urllib.parse import urlparse
 
 import pytest
 
-from redis_state import dump
+from redis_state import data_keys, dump
 from sharq_fast import Client
 from sharq_fast._peer import PeerUnavailable, ensure_peer_python, write_peer_config
 
@@ -66,7 +66,7 @@ def fast(redis_server_url, r):
 
 def assert_only_counters_and_time_keepers_left(r):
     """After every job is finished, only keys that expire by themselves remain."""
-    left = [key for key in r.keys("sharq_server:*") if b"_counter:" not in key and not key.endswith(b":time")]
+    left = [key for key in data_keys(r, "sharq_server:*") if b"_counter:" not in key and not key.endswith(b":time")]
     assert left == []
 
 

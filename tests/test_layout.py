@@ -4,6 +4,7 @@ import msgpack
 import pytest
 
 from conftest import FakeClock
+from redis_state import data_keys
 
 P = "sharq_server"
 EXPIRE = 1000  # the client's default job_expire_interval
@@ -37,7 +38,7 @@ def test_enqueue_writes_sharq_layout(client, r, clock: FakeClock):
     assert_counter(r, f"{P}:enqueue_counter", 1, now)
     assert_counter(r, f"{P}:default:q1:enqueue_counter", 1, now)
     m = minute_of(now)
-    assert set(r.keys()) == {
+    assert set(data_keys(r)) == {
         k.encode()
         for k in (
             f"{P}:default",
@@ -111,7 +112,7 @@ def test_finish_removes_job_and_cleans_up(client, r):
     enqueue(client)
     client.dequeue()
     assert client.finish("default", "q1", "j1") is True
-    assert r.keys(f"{P}:*counter*") and not r.exists(
+    assert data_keys(r, f"{P}:*counter*") and not r.exists(
         f"{P}:payload", f"{P}:interval", f"{P}:default:active", f"{P}:active:queue_type",
         f"{P}:default:q1:requeues_remaining",
     )
@@ -176,11 +177,12 @@ def test_clear_queue(client, r, purge):
     enqueue(client, "j2")
     assert client.clear_queue("default", "q1", purge_all=purge) is True
     assert not r.exists(f"{P}:default", f"{P}:default:q1", f"{P}:ready:queue_type")
-    if purge:
-        assert not r.exists(f"{P}:payload", f"{P}:interval", f"{P}:default:q1:requeues_remaining")
-    else:
-        assert r.hlen(f"{P}:payload") == 2 and r.exists(f"{P}:interval")
+    # The cleared jobs' payloads and requeue counts always go (SharQ kept them without
+    # purge_all, and then refused their ids for good); purge_all also takes the interval.
+    assert not r.exists(f"{P}:payload", f"{P}:default:q1:requeues_remaining", f"{P}:.purging")
+    assert bool(r.exists(f"{P}:interval")) is not purge
     assert client.clear_queue("default", "q1") is False
+    assert enqueue(client, "j1") is True  # a cleared job id can be enqueued again
 
 
 def test_clear_queue_deletes_list_even_when_not_ready(client, r):
@@ -198,13 +200,11 @@ def test_queue_length_and_deep_status(client, r):
     assert r.get(f"sharq:deep_status:{P}") == b"sharq_deep_status"
 
 
-def test_key_prefix_is_honoured(redis_server_url, r, clock):
-    from sharq_fast import Client
-
-    with Client(redis_server_url, key_prefix="other", clock=clock) as c:
-        c.enqueue(queue_id="q", job_id="j", payload=1, interval=0, queue_type="sms")
-        c.dequeue("sms")
-    assert all(key.startswith(b"other:") for key in r.keys())
+def test_key_prefix_is_honoured(make_client, r):
+    c = make_client(key_prefix="other")
+    c.enqueue(queue_id="q", job_id="j", payload=1, interval=0, queue_type="sms")
+    c.dequeue("sms")
+    assert all(key.startswith(b"other:") for key in data_keys(r))
     assert r.exists("other:sms:active", "other:active:queue_type", "other:payload") == 3
 
 
@@ -218,5 +218,5 @@ def test_purge_of_a_long_queue_runs_in_bounded_steps(client, r, redis_server_url
     assert client.clear_queue("default", "big", purge_all=True) is True
     assert r.info("commandstats")["cmdstat_evalsha"]["calls"] == 1 + 3  # clear, then 3 steps
     assert r.hkeys(f"{P}:payload") == [b"default:q2:other"]
-    assert [k for k in r.keys(f"{P}:default:big*") if b"counter" not in k] == []
+    assert [k for k in data_keys(r, f"{P}:default:big*") if b"counter" not in k] == []
     assert r.hkeys(f"{P}:interval") == [b"default:q2"]

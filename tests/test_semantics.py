@@ -206,7 +206,7 @@ def test_reserved_queue_id_of_ready_type_is_refused(client, r):
 def test_foreign_key_of_another_type_refuses_enqueue_and_writes_nothing(client, r):
     r.set(f"{P}:default:q1", "not a list")  # not SharQ's data
     before = raw_snapshot(r)
-    with pytest.raises(redis.ResponseError, match="WRONGTYPE .*nothing of this batch was written"):
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE .*nothing was changed"):
         enqueue(client, "j1")
     assert raw_snapshot(r) == before
 

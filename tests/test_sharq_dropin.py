@@ -32,6 +32,7 @@ import pytest
 import redis
 
 import sharq_fast
+from redis_state import data_keys
 from sharq_fast import SharQ
 from sharq_fast.exceptions import BadArgumentException, ConfigError, SharqException
 
@@ -556,12 +557,12 @@ def test_quoted_payload_of_go_sharq_is_read(sq: SharQ, r: redis.Redis) -> None:
 
 def test_deviation_duplicate_queued_job_id_is_refused(sq: SharQ, r: redis.Redis, clock: Any) -> None:
     jid = enqueue(sq, interval=1000, requeue_limit=2)
-    before = {k: r.dump(k) for k in r.keys("*")}
+    before = {k: r.dump(k) for k in data_keys(r, "*")}
     response = sq.enqueue(payload=PAYLOAD_2, interval=5000, job_id=jid, queue_id=QID, queue_type=QT, requeue_limit=7)
     assert response["status"] == "failure"
     assert isinstance(response["message"], str) and response["message"]
     assert set(response) == {"status", "message"}
-    assert {k: r.dump(k) for k in r.keys("*")} == before  # nothing changed, counters included
+    assert {k: r.dump(k) for k in data_keys(r, "*")} == before  # nothing changed, counters included
     job = sq.dequeue(QT)
     assert (job["payload"], job["requeues_remaining"]) == (PAYLOAD_1, 2)
 
@@ -1023,8 +1024,9 @@ def test_clear_queue_without_purge(sq: SharQ, r: redis.Redis) -> None:
     }
     assert QID.encode() not in r.zrange(key(QT), 0, -1)
     assert not r.exists(key(QT, QID))
-    # Without purge the payload and interval stay.
-    assert r.hexists(key("payload"), f"{QT}:{QID}:{jid}")
+    # Without purge the interval stays; unlike sharq 1.3.0, the cleared job's payload goes
+    # (SharQ kept it: unreachable, and its job id refused for good).
+    assert not r.hexists(key("payload"), f"{QT}:{QID}:{jid}")
     assert r.hget(key("interval"), f"{QT}:{QID}") == b"10000"
     assert sq.dequeue(QT) == {"status": "failure"}
     assert sq.get_queue_length(QT, QID) == 0
@@ -1137,7 +1139,7 @@ def test_reload_config_missing_file(sq: SharQ, tmp_path: Path) -> None:
 
 def test_reload_lua_scripts(sq: SharQ, r: redis.Redis) -> None:
     r.script_flush()
-    shas = [s.decode() for s in sq._client._sha.values()]
+    shas = [s.decode() for s in sq._client.settings.sha.values()]
     assert r.script_exists(*shas) == [False] * len(shas)
     assert sq.reload_lua_scripts() is None
     assert r.script_exists(*shas) == [True] * len(shas)
@@ -1160,7 +1162,7 @@ def test_key_prefix_from_config(make_sharq: Callable[..., SharQ], tmp_path: Path
         jid = job_id()
         sq.enqueue(PAYLOAD_1, 0, jid, QID, QT)
         assert r.lrange(f"myapp:{QT}:{QID}", 0, -1) == [jid.encode()]
-        assert not r.keys(f"{PREFIX}:*")
+        assert not data_keys(r, f"{PREFIX}:*")
         sq.deep_status()
         assert r.get("sharq:deep_status:myapp") == b"sharq_deep_status"
     finally:

@@ -1,8 +1,16 @@
 """sharq_fast: a fast, SharQ-compatible, rate-limited queue client on Redis."""
 
 from ._core import USE_EXTENSIONS
-from .client import BatchError, Client
-from .exceptions import BadArgumentException, ConfigError, SharqException
+from .aio import AsyncClient
+from .client import Client
+from .exceptions import (
+    BadArgumentException,
+    BatchError,
+    ClientClosedError,
+    ConfigError,
+    OutcomeUnknownError,
+    SharqException,
+)
 from .sharq import SharQ
 from .types import (
     EnqueueResult,
@@ -19,10 +27,13 @@ __version__ = "0.1.0"
 
 __all__ = [
     "USE_EXTENSIONS",
+    "AsyncClient",
     "BadArgumentException",
     "BatchError",
     "Client",
+    "ClientClosedError",
     "ConfigError",
+    "OutcomeUnknownError",
     "EnqueueResult",
     "GlobalMetrics",
     "Job",

@@ -34,7 +34,7 @@ import msgspec
 import redis
 
 from . import _core_py
-from . import client as client_module
+from . import _core
 from ._redis_server import server_cpu
 from .client import Client
 
@@ -140,13 +140,13 @@ def available_cores() -> Dict[str, Any]:
 
 @contextlib.contextmanager
 def use_core(module: Any) -> Iterator[None]:
-    """Make sharq_fast.client use `module` as its core for a while."""
-    saved = client_module.core
-    client_module.core = module
+    """Make sharq_fast use `module` as its core for a while."""
+    saved = _core.core
+    _core.core = module
     try:
         yield
     finally:
-        client_module.core = saved
+        _core.core = saved
 
 
 BENCH_PREFIX_BASE = "sharq_fast_bench"

@@ -462,21 +462,23 @@ def _requeue_loop(client: Any) -> int:
         stop.set()
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    requeuer = Requeuer(client)
+    requeuer = Requeuer(client._transport)
+    lock_key = f"sharq:requeue_lock:{client.key_prefix}"
     log.info(
         "requeue daemon started: pid %d, key prefix %r, every %d ms", os.getpid(), client.key_prefix, client.job_requeue_interval
     )
     holding: Optional[bool] = None
     try:
         while not stop.is_set():
-            ran = requeuer.tick()
-            if ran != holding:
-                if ran:
-                    log.info("holding the requeue lock %s; requeuing", requeuer.lock.key)
+            tick = client._run(requeuer.schedule.round())
+            pause = requeuer.schedule.pause_after(tick)
+            if tick.held != holding:
+                if tick.held:
+                    log.info("holding the requeue lock %s; requeuing", lock_key)
                 else:
-                    log.info("not requeuing this round: another process holds %s (or an error is logged above)", requeuer.lock.key)
-                holding = ran
-            stop.wait(requeuer.interval_s)
+                    log.info("not requeuing this round: another process holds %s (or an error is logged above)", lock_key)
+                holding = tick.held
+            stop.wait(pause)
     finally:
         requeuer.stop()
         for sig, handler in previous.items():

@@ -1,6 +1,8 @@
-"""Exceptions, named as SharQ 1.3.0 names them (``sharq.exceptions``)."""
+"""Exceptions, named as SharQ 1.3.0 names them (``sharq.exceptions``), and sharq_fast's own."""
 
-from typing import Optional
+from typing import Any, List, Optional
+
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 
 class SharqException(Exception):
@@ -32,3 +34,60 @@ class BadArgumentException(SharqException):
 
 class ConfigError(SharqException):
     """A SharQ config file is missing, unreadable or has a bad value."""
+
+
+class BatchError(SharqException):
+    """Redis refused part of a batch. ``done`` (``enqueued`` for enqueue_many) counts what
+    did land; ``refused`` lists the input positions of the jobs that were refused (nothing
+    of them was changed); ``jobs`` holds the jobs that dequeue_many did take (finish them);
+    ``result`` is the partial result of requeue()."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        done: int,
+        jobs: Optional[List[Any]] = None,
+        refused: Optional[List[int]] = None,
+        result: Any = None,
+    ) -> None:
+        super().__init__(message)
+        self.done = done
+        self.enqueued = done
+        self.jobs = jobs or []
+        self.refused = refused or []
+        self.result = result
+
+
+class OutcomeUnknownError(SharqException, RedisConnectionError):
+    """A call's reply was lost (connection cut, timeout, failover) and could not be got
+    again within the client's ``retry_for``: Redis may or may not have run it.
+
+    Nothing is lost either way, and what the caller needs to recover is here:
+    ``enqueued`` and ``duplicates`` say what enqueue_many knows landed, and ``resume_from``
+    the input position from which to send jobs again (a job that did land is then refused
+    as a duplicate: harmless); ``unknown`` lists the input positions of jobs whose finish,
+    extend or release is in doubt (resend them: a second finish answers False); ``result``
+    is what requeue() had done (its discarded jobs included). Jobs that a lost dequeue took
+    stay active and come back by requeue after job_expire_interval."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        enqueued: int = 0,
+        duplicates: Optional[List[int]] = None,
+        resume_from: Optional[int] = None,
+        unknown: Optional[List[int]] = None,
+        result: Any = None,
+    ) -> None:
+        super().__init__(message)
+        self.result = result
+        self.enqueued = enqueued
+        self.duplicates = duplicates or []
+        self.resume_from = resume_from
+        self.unknown = unknown or []
+
+
+class ClientClosedError(SharqException):
+    """The client was closed: make a new one."""

@@ -1,88 +1,133 @@
-"""The background requeuer: go-sharq's RunRequeue, for one process at a time per prefix."""
+"""The background requeuer (go-sharq's RunRequeue): one process at a time per key prefix.
 
+A round takes or keeps the prefix's lock (``sharq:requeue_lock:P``, a token that expires
+by itself if its holder dies), then requeues. The next round comes after
+job_requeue_interval, or sooner, when the earliest lease left expires. The round is an
+operation, so the thread (Requeuer) and the asyncio task (AsyncRequeuer) share it; they
+are handed a transport, not a client.
+"""
+
+import asyncio
 import logging
 import threading
 import uuid
-from typing import TYPE_CHECKING, Callable, Optional
+from typing import Any, Callable, Optional
 
-from redis.exceptions import RedisError
-
-from ._constants import REQUEUE_LOCK_KEY
-from .types import Job
-
-if TYPE_CHECKING:
-    from .client import Client
+from ._ops_queues import lock, requeue_pass
+from ._rounds import Op
+from ._settings import Settings
+from .types import Job, RequeueResult
 
 log = logging.getLogger("sharq_fast.requeuer")
 
-# Extend the lock only if we still hold it; release it only if we hold it.
-_EXTEND = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0"
-_RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
+#: Shortest pause between rounds (s): leases that expire together are requeued together.
+_MIN_PAUSE = 0.005
 
 
-class RequeueLock:
-    """A Redis lock on the requeue of one key prefix, held by one token at a time and
-    expiring by itself if its holder dies."""
+class Tick:
+    """What one round did: whether it held the lock, what it requeued (also after an
+    error that left part of the work done), the earliest lease left, the error."""
 
-    def __init__(self, client: "Client", ttl_ms: int) -> None:
-        self._redis = client.redis
-        self.key = REQUEUE_LOCK_KEY.format(prefix=client.key_prefix)
+    __slots__ = ("held", "result", "next_expiry", "error")
+
+    def __init__(
+        self,
+        held: bool,
+        result: Optional[RequeueResult] = None,
+        next_expiry: Optional[int] = None,
+        error: Optional[BaseException] = None,
+    ) -> None:
+        self.held = held
+        self.result = result
+        self.next_expiry = next_expiry
+        self.error = error
+
+
+class Schedule:
+    """The requeuer's rounds and pauses, without I/O or threads."""
+
+    def __init__(self, settings: Settings, on_discard: Optional[Callable[[Job], None]] = None) -> None:
+        self.settings = settings
+        self.on_discard = on_discard
         self.token = uuid.uuid4().hex
-        self.ttl_ms = ttl_ms
+        # Three missed rounds (at least 5 s) before another process may take over.
+        self.lock_ttl = max(3 * settings.job_requeue_interval, 5000)
+        self.interval_s = settings.job_requeue_interval / 1000
+        self.runs = 0
 
-    def acquire(self) -> bool:
-        """Take the lock, or extend it if we hold it. True while we hold it."""
-        if self._redis.eval(_EXTEND, 1, self.key, self.token, self.ttl_ms):
-            return True
-        return bool(self._redis.set(self.key, self.token, nx=True, px=self.ttl_ms))
+    def round(self) -> Op[Tick]:
+        """One round, as an operation; errors come back in the Tick, not raised."""
+        held = False
+        try:
+            held = yield from lock(self.settings, self.token, self.lock_ttl)
+            if not held:
+                return Tick(False)
+            result, next_expiry = yield from requeue_pass(self.settings)
+            return Tick(True, result, next_expiry)
+        except Exception as exc:
+            return Tick(held, getattr(exc, "result", None), None, exc)
 
-    def release(self) -> None:
-        """Give the lock up, if we hold it."""
-        self._redis.eval(_RELEASE, 1, self.key, self.token)
+    def release(self) -> Op[bool]:
+        """Give the lock up (if held)."""
+        return lock(self.settings, self.token, 0)
+
+    def pause_after(self, tick: Tick) -> float:
+        """Log a round, hand its discarded jobs to on_discard, and say how long to wait
+        before the next one (seconds)."""
+        if tick.error is not None:
+            log.warning("requeue failed, retrying in %.3fs: %s", self.interval_s, tick.error)
+        if tick.held:
+            self.runs += 1
+        result = tick.result
+        if result is not None:
+            if result.requeued or result.discarded:
+                log.info("requeued %d jobs, discarded %d", result.requeued, len(result.discarded))
+            for job in result.discarded:
+                log.warning("discarded %s/%s/%s: requeue limit reached", job.queue_type, job.queue_id, job.job_id)
+                if self.on_discard is not None:
+                    try:
+                        self.on_discard(job)
+                    except Exception:
+                        log.exception("on_discard failed for job %s", job.job_id)
+        pause = self.interval_s
+        if tick.error is None and tick.next_expiry is not None:
+            until = (tick.next_expiry - self.settings.clock() + 1) / 1000
+            pause = min(pause, max(until, _MIN_PAUSE))
+        return pause
 
 
 class Requeuer(threading.Thread):
-    """Runs ``client.requeue()`` every job_requeue_interval while holding the prefix's
-    requeue lock. Redis errors are logged and retried at the next tick."""
+    """Requeues in a daemon thread while holding the prefix's requeue lock. Errors are
+    logged and retried at the next round."""
 
-    def __init__(self, client: "Client", on_discard: Optional[Callable[[Job], None]] = None) -> None:
-        super().__init__(name=f"sharq-requeuer-{client.key_prefix}", daemon=True)
-        self.client = client
-        self.on_discard = on_discard
-        self.interval_s = client.job_requeue_interval / 1000
-        # Three missed ticks (at least 5 s) before another process may take over.
-        self.lock = RequeueLock(client, max(3 * client.job_requeue_interval, 5000))
+    def __init__(self, transport: Any, on_discard: Optional[Callable[[Job], None]] = None) -> None:
+        super().__init__(name=f"sharq-requeuer-{transport.settings.key_prefix}", daemon=True)
+        self.transport = transport
+        self.schedule = Schedule(transport.settings, on_discard)
         self._stopping = threading.Event()
-        self.runs = 0
+
+    @property
+    def runs(self) -> int:
+        """Rounds run while holding the lock."""
+        return self.schedule.runs
 
     def run(self) -> None:
         while not self._stopping.is_set():
-            self.tick()
-            self._stopping.wait(self.interval_s)
+            self._stopping.wait(self.tick_pause())
 
     def tick(self) -> bool:
         """One round: requeue if we hold the lock. True if a requeue ran."""
+        tick = self.transport.run(self.schedule.round())
+        self.schedule.pause_after(tick)
+        return tick.held and tick.error is None
+
+    def tick_pause(self) -> float:
+        """One round; the pause before the next."""
         try:
-            if not self.lock.acquire():
-                return False
-            result = self.client.requeue()
-        except RedisError as exc:
-            log.warning("requeue failed, retrying in %.3fs: %s", self.interval_s, exc)
-            return False
-        except Exception:  # never let one bad round kill the thread
-            log.exception("requeue failed unexpectedly, retrying in %.3fs", self.interval_s)
-            return False
-        self.runs += 1
-        if result.requeued or result.discarded:
-            log.info("requeued %d jobs, discarded %d", result.requeued, len(result.discarded))
-        for job in result.discarded:
-            log.warning("discarded %s/%s/%s: requeue limit reached", job.queue_type, job.queue_id, job.job_id)
-            if self.on_discard is not None:
-                try:
-                    self.on_discard(job)
-                except Exception:
-                    log.exception("on_discard failed for job %s", job.job_id)
-        return True
+            tick = self.transport.run(self.schedule.round())
+        except Exception as exc:  # the transport itself failed (closed, ...): never die
+            tick = Tick(False, error=exc)
+        return self.schedule.pause_after(tick)
 
     def stop(self, timeout: Optional[float] = 5.0) -> None:
         """Stop after the current round and release the lock."""
@@ -90,6 +135,45 @@ class Requeuer(threading.Thread):
         if self.is_alive() and threading.current_thread() is not self:
             self.join(timeout)
         try:
-            self.lock.release()
-        except RedisError as exc:
+            self.transport.run(self.schedule.release())
+        except Exception as exc:
+            log.warning("could not release the requeue lock (it expires by itself): %s", exc)
+
+
+class AsyncRequeuer:
+    """Requeues in an asyncio task while holding the prefix's requeue lock."""
+
+    def __init__(self, transport: Any, on_discard: Optional[Callable[[Job], None]] = None) -> None:
+        self.transport = transport
+        self.schedule = Schedule(transport.settings, on_discard)
+        self._stopping = asyncio.Event()
+        self._task: Optional["asyncio.Task[None]"] = None
+
+    def start(self) -> None:
+        """Start the task in the running loop."""
+        self._task = asyncio.ensure_future(self._loop())
+
+    def is_alive(self) -> bool:
+        """True while the task runs."""
+        return self._task is not None and not self._task.done()
+
+    async def _loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                tick = await self.transport.run(self.schedule.round())
+            except Exception as exc:
+                tick = Tick(False, error=exc)
+            try:
+                await asyncio.wait_for(self._stopping.wait(), self.schedule.pause_after(tick))
+            except asyncio.TimeoutError:
+                pass
+
+    async def stop(self) -> None:
+        """Stop after the current round and release the lock."""
+        self._stopping.set()
+        if self._task is not None:
+            await self._task
+        try:
+            await self.transport.run(self.schedule.release())
+        except Exception as exc:
             log.warning("could not release the requeue lock (it expires by itself): %s", exc)

@@ -1,0 +1,93 @@
+"""The retry rule every transport follows, in one place.
+
+A round whose connection fails is sent again on a new connection, with backoff, for up to
+the client's ``retry_for`` seconds. That is safe for every command sharq_fast sends: reads,
+writes that are the same when done twice (SET of a constant, the lock, purges), and script
+calls behind the reply cache, which answer a resend with their first reply. A round that
+never reached Redis (the connection could not be made) fails with the connection error; a
+round that may have run fails with OutcomeUnknownError.
+
+Error replies that say a command did not run (the script is not loaded, the server is
+loading, is a replica now, the cluster is moving a slot) are handled the same way, per
+command.
+"""
+
+import time
+from typing import Any, List, Optional, Sequence
+
+from redis.exceptions import (
+    AuthenticationError,
+    AuthorizationError,
+    ConnectionError,
+    MaxConnectionsError,
+    NoScriptError,
+    ReadOnlyError,
+    ResponseError,
+    TimeoutError,
+    TryAgainError,
+)
+
+from .exceptions import OutcomeUnknownError
+
+#: Errors of a connection: the round may be sent again on a new one.
+CONNECTION_ERRORS = (ConnectionError, TimeoutError, OSError)
+#: ... except these, which a new connection would meet again.
+FINAL_ERRORS = (AuthenticationError, AuthorizationError, MaxConnectionsError)
+#: Error replies of a command that did not run and may run a moment later.
+TRANSIENT_PREFIXES = ("MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "LOADING")
+
+#: Pauses between attempts (seconds); the last one repeats.
+BACKOFF = (0.0, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
+
+
+def is_connection_error(exc: BaseException) -> bool:
+    """True for a failure of the connection that a new connection may not meet."""
+    return isinstance(exc, CONNECTION_ERRORS) and not isinstance(exc, FINAL_ERRORS)
+
+
+def needs_resend(reply: Any) -> bool:
+    """True for an error reply that means the command did not run: NOSCRIPT (the caller
+    loads the scripts first), a replica's READONLY, or a transient state of the server."""
+    if not isinstance(reply, ResponseError):
+        return False
+    if isinstance(reply, (NoScriptError, ReadOnlyError, TryAgainError)):
+        return True
+    return str(reply).startswith(TRANSIENT_PREFIXES)
+
+
+def resend_indexes(replies: Sequence[Any]) -> List[int]:
+    """Positions of the replies whose commands must be sent again."""
+    return [i for i, reply in enumerate(replies) if needs_resend(reply)]
+
+
+class Attempts:
+    """Counts the attempts of one round and says how long to pause before the next, or
+    None once `retry_for` seconds have passed since the first failure."""
+
+    __slots__ = ("retry_for", "count", "started", "reached")
+
+    def __init__(self, retry_for: float) -> None:
+        self.retry_for = retry_for
+        self.count = 0
+        self.started: Optional[float] = None
+        self.reached = False
+
+    def pause(self) -> Optional[float]:
+        """The pause before the next attempt, or None: give up."""
+        now = time.monotonic()
+        if self.started is None:
+            self.started = now
+        elif now - self.started >= self.retry_for:
+            return None
+        pause = BACKOFF[min(self.count, len(BACKOFF) - 1)]
+        self.count += 1
+        return pause
+
+    def give_up(self, exc: BaseException, writes: bool) -> BaseException:
+        """The error to raise when no attempt is left."""
+        if not (writes and self.reached):
+            return exc
+        return OutcomeUnknownError(
+            f"the reply was lost ({exc}) and could not be read again in {self.retry_for:g} s "
+            "(retry_for): Redis may or may not have run the call"
+        )

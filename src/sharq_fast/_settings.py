@@ -1,0 +1,81 @@
+"""The settings of a client, checked once, shared by Client and AsyncClient and handed to
+every operation."""
+
+import time
+from typing import Any, Callable, Dict, Optional
+
+from . import _constants as C
+from . import _core
+from ._rounds import ReplyTokens
+from .exceptions import BadArgumentException
+from .scripts import Script, load_scripts
+
+Clock = Callable[[], int]
+
+
+def epoch_ms() -> int:
+    """The current Unix time in milliseconds (SharQ's clock)."""
+    return time.time_ns() // 1_000_000
+
+
+def positive_ms(value: Any, name: str) -> int:
+    """`value` if it is an int of ms from 1 to MAX_INTEGER, else BadArgumentException."""
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise BadArgumentException(f"`{name}` must be a positive int of milliseconds.", field=name)
+    if value > C.MAX_INTEGER:
+        raise BadArgumentException(f"`{name}` {C.TOO_LARGE}", field=name)
+    return value
+
+
+def seconds(value: Any, name: str, allow_none: bool = False) -> Optional[float]:
+    """`value` if it is a number of seconds >= 0 (or None when allowed), else raise."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0 or value == float("inf"):
+        raise BadArgumentException(f"`{name}` must be a finite number of seconds >= 0.", field=name)
+    return float(value)
+
+
+class Settings:
+    """What operations need to know of their client: key prefix, timings, clock, scripts
+    and reply-cache tokens."""
+
+    def __init__(
+        self,
+        *,
+        key_prefix: str,
+        job_expire_interval: int,
+        job_requeue_interval: int,
+        default_job_requeue_limit: int,
+        clock: Optional[Clock],
+        wait_poll_interval: float,
+        retry_for: float,
+    ) -> None:
+        if not isinstance(key_prefix, str) or not key_prefix:
+            raise BadArgumentException("`key_prefix` must be a non-empty str.", field="key_prefix")
+        self.key_prefix = key_prefix
+        self.job_expire_interval = positive_ms(job_expire_interval, "job_expire_interval")
+        self.job_requeue_interval = positive_ms(job_requeue_interval, "job_requeue_interval")
+        self.default_job_requeue_limit = _core.core.check_requeue_limit(default_job_requeue_limit)
+        if clock is not None and not callable(clock):
+            raise BadArgumentException("`clock` must be a function returning ms since the epoch.", field="clock")
+        self.clock: Clock = clock or epoch_ms
+        poll = seconds(wait_poll_interval, "wait_poll_interval")
+        if not poll:
+            raise BadArgumentException("`wait_poll_interval` must be > 0 seconds.", field="wait_poll_interval")
+        self.wait_poll_interval = poll
+        self.retry_for = seconds(retry_for, "retry_for")
+        self.scripts: Dict[str, Script] = load_scripts()
+        self.sha = {name: script.sha for name, script in self.scripts.items()}
+        self.tokens = ReplyTokens(key_prefix)
+
+    def as_dict(self) -> Dict[str, Any]:
+        """The constructor arguments that make an equal Settings."""
+        return {
+            "key_prefix": self.key_prefix,
+            "job_expire_interval": self.job_expire_interval,
+            "job_requeue_interval": self.job_requeue_interval,
+            "default_job_requeue_limit": self.default_job_requeue_limit,
+            "wait_poll_interval": self.wait_poll_interval,
+            "retry_for": self.retry_for,
+        }
