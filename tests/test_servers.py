@@ -56,15 +56,20 @@ def gone(pid: int) -> bool:
 
 
 def test_debug_server_can_be_stalled(debug_redis: RedisServer) -> None:
-    conn = debug_redis.client(socket_timeout=0.2, retry=Retry(NoBackoff(), 0))
-    stalled = threading.Thread(target=lambda: debug_redis.client().execute_command("DEBUG", "SLEEP", "0.6"))
-    stalled.start()
-    time.sleep(0.1)
-    with pytest.raises(redis.TimeoutError):
-        conn.ping()
-    stalled.join()
+    with socket.create_connection(("127.0.0.1", debug_redis.port), timeout=5) as sleeper:
+        sleeper.sendall(b"*3\r\n$5\r\nDEBUG\r\n$5\r\nSLEEP\r\n$1\r\n1\r\n")
+        conn = debug_redis.client(socket_timeout=0.2, retry=Retry(NoBackoff(), 0))
+        stalled = False
+        deadline = time.monotonic() + 1
+        while not stalled and time.monotonic() < deadline:  # until the sleep has begun
+            try:
+                conn.ping()
+            except redis.TimeoutError:
+                stalled = True
+        assert stalled
+        assert sleeper.recv(10) == b"+OK\r\n"
+    assert conn.ping()
     conn.close()
-    assert debug_redis.client().ping()
 
 
 def test_extra_args_and_pid() -> None:
@@ -343,7 +348,9 @@ def test_cut_after_requests_delivers_the_replies_before_the_cut(fault_proxy: Fau
     assert fault_proxy.requests == 6 and fault_proxy.replies == 3 and fault_proxy.cuts == 1
 
 
-def test_drop_connections_ends_a_blocked_command(fault_proxy: FaultProxy, proxied: redis.Redis) -> None:
+def test_drop_connections_ends_a_blocked_command(
+    fault_proxy: FaultProxy, proxied: redis.Redis, debug_redis: RedisServer
+) -> None:
     errors: List[BaseException] = []
 
     def blocked() -> None:
@@ -354,7 +361,10 @@ def test_drop_connections_ends_a_blocked_command(fault_proxy: FaultProxy, proxie
 
     thread = threading.Thread(target=blocked)
     thread.start()
-    time.sleep(0.2)
+    direct = debug_redis.client()
+    deadline = time.monotonic() + 5
+    while direct.info("clients")["blocked_clients"] == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
     fault_proxy.drop_connections()
     thread.join(3)
     assert not thread.is_alive() and isinstance(errors[0], redis.ConnectionError)
