@@ -11,6 +11,8 @@ import redis
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+pytest_plugins = ["servers"]  # real-process fixtures: cluster, sentinel, TLS, fault proxy
+
 import sharq_fast  # noqa: E402
 from sharq_fast import _core, _core_py  # noqa: E402
 from sharq_fast._redis_server import external_or_private_redis  # noqa: E402
