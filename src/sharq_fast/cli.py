@@ -4,6 +4,7 @@
     sharq-fast compare [--url URL | --config sharq.conf] [--repeat R] [--out DIR]
     sharq-fast stats   [QUEUE_TYPE [QUEUE_ID]] [--json]
     sharq-fast requeue [--loop]
+    sharq-fast serve   [--host H --port P --workers N] [--auth-token T | --basic-auth U:P]
 
 Errors print one line on stderr and exit 1 (2 for bad arguments); set SHARQ_FAST_DEBUG=1
 for tracebacks. The CLI itself needs the standard library only (matplotlib, optional, for
@@ -485,6 +486,25 @@ def _requeue_loop(client: Any) -> int:
     return 0
 
 
+# -- serve ------------------------------------------------------------------------------------
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .http.serve import serve
+    from .http.settings import build_settings
+
+    target = Target(args, allow_private=False)  # one clear line now if Redis is unreachable
+    url = None if args.config else target.url
+    target.close()
+    settings = build_settings(
+        config=args.config, url=url, key_prefix=args.key_prefix, job_expire_interval=args.job_expire_interval,
+        host=args.host, port=args.port, workers=args.workers, auth_token=args.auth_token, basic_auth=args.basic_auth,
+        requeuer=False if args.no_requeuer else None, max_body_size=args.max_body_size, max_wait=args.max_wait,
+        max_batch=args.max_batch, access_log=args.access_log, log_level=args.log_level,
+    )
+    return serve(settings)
+
+
 # -- parser ------------------------------------------------------------------------------------
 
 
@@ -557,6 +577,26 @@ def build_parser() -> argparse.ArgumentParser:
                          "job_requeue_interval, else 1000)")
     requeue.add_argument("--json", action="store_true", help="(without --loop) print the result as JSON")
     requeue.set_defaults(func=cmd_requeue)
+
+    serve = sub.add_parser("serve", parents=[common], help="a sharq-server compatible HTTP server (uvicorn)",
+                           description="Serve sharq-server's HTTP API (and batch routes, long-poll dequeues, "
+                           "Prometheus metrics) with uvicorn; the requeuer runs inside. SIGTERM stops it cleanly. "
+                           "With --config, the [sharq-server] section gives host, port, workers, accesslog. "
+                           "Routes: docs/http.md.")
+    serve.add_argument("--host", help="address to listen on (default: the config's, else 127.0.0.1)")
+    serve.add_argument("--port", type=_positive_int, help="port (default: the config's, else 8080)")
+    serve.add_argument("--workers", type=_positive_int, help="uvicorn worker processes (default: the config's, else 1)")
+    serve.add_argument("--auth-token", metavar="TOKEN", help="require 'Authorization: Bearer TOKEN' "
+                       "(better: $SHARQ_FAST_AUTH_TOKEN, or auth_token in [sharq-server])")
+    serve.add_argument("--basic-auth", metavar="USER:PASSWORD", help="require HTTP basic auth "
+                       "(better: $SHARQ_FAST_BASIC_AUTH, or basic_auth in [sharq-server])")
+    serve.add_argument("--no-requeuer", action="store_true", help="do not run the requeuer in the server")
+    serve.add_argument("--max-body-size", type=_positive_int, metavar="BYTES", help="largest request body (default 8 MiB)")
+    serve.add_argument("--max-wait", type=float, metavar="SECONDS", help="longest long-poll ?wait= (default 60)")
+    serve.add_argument("--max-batch", type=_positive_int, metavar="N", help="most jobs per batch request (default 10000)")
+    serve.add_argument("--access-log", metavar="FILE", help="write an access log there ('-': stderr; default none)")
+    serve.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    serve.set_defaults(func=cmd_serve)
     return parser
 
 
