@@ -17,8 +17,20 @@ from .types import (
 
 __version__ = "0.1.0"
 
+_LAZY = {"ProxyClient", "AsyncProxyClient"}
+
+
+def __getattr__(name: str):  # PEP 562: the proxy clients import httpx only when used
+    if name in _LAZY:
+        from .http import proxy
+
+        return getattr(proxy, name)
+    raise AttributeError(f"module 'sharq_fast' has no attribute {name!r}")
+
+
 __all__ = [
     "USE_EXTENSIONS",
+    "AsyncProxyClient",
     "BadArgumentException",
     "BatchError",
     "Client",
@@ -27,6 +39,7 @@ __all__ = [
     "GlobalMetrics",
     "Job",
     "JobRequest",
+    "ProxyClient",
     "QueueMetrics",
     "QueueTypeMetrics",
     "RequeueResult",
