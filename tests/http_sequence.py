@@ -53,7 +53,7 @@ STEPS: List[Step] = [
     # sharq 1.3.0 overwrites a queued job's payload and queues its id twice.
     ("enqueue_duplicate_queued", "POST", "/enqueue/sms/q1/", {"job_id": "j2", "payload": {"dup": 1}, "interval": LONG}),
     # deletequeue / deepstatus (GitHub sharq-server only).
-    ("deletequeue_no_body", "DELETE", "/deletequeue/sms/q1/", None),
+    ("deletequeue_no_body", "DELETE", "/deletequeue/none/q0/", None),
     ("deletequeue_q1", "DELETE", "/deletequeue/sms/q1/", {}),
     ("deletequeue_again", "DELETE", "/deletequeue/sms/q1/", {}),
     ("deletequeue_purge", "DELETE", "/deletequeue/mq/q1/", {"purge_all": True}),
@@ -86,7 +86,7 @@ STEPS: List[Step] = [
     ("unknown_route", "GET", "/nope/", None),
     ("wrong_method_enqueue", "GET", "/enqueue/sms/q1/", None),
     ("wrong_method_finish", "GET", "/finish/sms/q1/j1/", None),
-    ("no_trailing_slash", "GET", "/dequeue/sms", None),
+    ("no_trailing_slash", "GET", "/metrics/sms", None),
     ("metrics_type_at_end", "GET", "/metrics/sms/", None),
 ]
 
