@@ -5,6 +5,7 @@
     sharq-fast stats   [QUEUE_TYPE [QUEUE_ID]] [--json]
     sharq-fast requeue [--loop]
     sharq-fast serve   [--host H --port P --workers N] [--auth-token T | --basic-auth U:P]
+    sharq-fast bench-http [--n N] [--clients 64] [--workers 1,2] [--out DIR]
 
 Errors print one line on stderr and exit 1 (2 for bad arguments); set SHARQ_FAST_DEBUG=1
 for tracebacks. The CLI itself needs the standard library only (matplotlib, optional, for
@@ -505,6 +506,53 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return serve(settings)
 
 
+def cmd_bench_http(args: argparse.Namespace) -> int:
+    from .http import bench
+
+    servers = [bench.SHARQ_FAST] + ([] if args.no_sharq_server else [bench.SHARQ_SERVER])
+    venv = None
+    if not args.no_sharq_server:
+        from .http._peer_server import ensure_server_venv, server_versions
+
+        venv = ensure_server_venv(args.sharq_server_venv, log=_note)
+        _note(f"sharq-server: {venv} {server_versions(venv)}")
+    target = Target(args, allow_private=True)
+    if target.config is not None:
+        target.close()
+        raise CliError("bench-http takes --url (or a private redis-server), not --config")
+    try:
+        _note(f"sharq-fast bench-http against {target.describe}")
+        results = bench.run_bench(
+            target.url, servers=servers, workers=args.workers, n=args.n, queues=args.queues, clients=args.clients,
+            batch=args.batch, repeat=args.repeat, venv=venv, log=_note,
+        )
+    finally:
+        target.close()
+    rows = bench.summary_rows(results)
+    print(f"sharq-fast bench-http: {args.n:,} jobs over {args.queues} queues, {args.clients} concurrent HTTP clients, "
+          f"batch {args.batch}; Redis {target.redis_version} ({target.describe})")
+    print(bench.format_table(rows))
+    if args.repeat > 1:
+        print(f"(medians of {args.repeat} repetitions)")
+    if args.out:
+        from . import _bench
+
+        os.makedirs(args.out, exist_ok=True)
+        document = {
+            "command": "bench-http", "argv": sys.argv[1:],
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "environment": _bench.environment(), "redis": {"version": target.redis_version, "where": target.describe},
+            "settings": {"n": args.n, "queues": args.queues, "clients": args.clients, "batch": args.batch,
+                         "workers": args.workers, "repeat": args.repeat},
+            "summary": rows, "results": [r.to_dict() for r in results],
+        }
+        path = os.path.join(args.out, "bench-http.json")
+        with open(path, "w", encoding="utf-8") as handle:
+            json.dump(document, handle, indent=1)
+        print(f"wrote {path}")
+    return 0
+
+
 # -- parser ------------------------------------------------------------------------------------
 
 
@@ -597,6 +645,23 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--access-log", metavar="FILE", help="write an access log there ('-': stderr; default none)")
     serve.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     serve.set_defaults(func=cmd_serve)
+
+    bench_http = sub.add_parser("bench-http", parents=[common], help="HTTP requests/s: sharq-fast serve vs Plivo's sharq-server",
+                                description="64 concurrent HTTP clients enqueue jobs, then dequeue+finish them: sharq-fast "
+                                "serve (single and batch routes) and Plivo's sharq-server (gunicorn + gevent, built once in "
+                                "its own virtualenv), each on a private redis-server unless --url is given.")
+    bench_http.add_argument("--n", type=_positive_int, default=10_000, help="jobs per run (default 10000)")
+    bench_http.add_argument("--queues", type=_positive_int, default=100, help="queues the jobs spread over (default 100)")
+    bench_http.add_argument("--clients", type=_positive_int, default=64, help="concurrent HTTP clients (default 64)")
+    bench_http.add_argument("--batch", type=_positive_int, default=100, help="jobs per batch request (default 100)")
+    bench_http.add_argument("--workers", type=_int_list, default=[1, 2], metavar="N,N",
+                            help="server worker processes to measure (default 1,2; the same for both servers)")
+    bench_http.add_argument("--repeat", type=_positive_int, default=1, help="repetitions, interleaved (default 1)")
+    bench_http.add_argument("--no-sharq-server", action="store_true", help="measure sharq-fast serve only")
+    bench_http.add_argument("--sharq-server-venv", metavar="DIR", help="sharq-server's virtualenv, built there if missing "
+                            "(default $SHARQ_FAST_SHARQ_SERVER_VENV or ~/.cache/sharq-fast/sharq-server-0.2.0)")
+    bench_http.add_argument("--out", metavar="DIR", help="write bench-http.json there")
+    bench_http.set_defaults(func=cmd_bench_http)
     return parser
 
 
