@@ -433,3 +433,15 @@ def test_serve_bad_settings(capsys: pytest.CaptureFixture, redis_server_url: str
     assert "USER:PASSWORD" in capsys.readouterr().err
     assert main(["serve", "--url", redis_server_url, "--max-wait", "0"]) == 1
     assert "max_wait" in capsys.readouterr().err
+
+
+def test_bench_http_runs(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    code = main(["bench-http", "--no-sharq-server", "--n", "300", "--queues", "7", "--clients", "8", "--batch", "50",
+                 "--workers", "1", "--out", str(tmp_path)])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "sharq-fast serve         1 single dequeue+finish" in out
+    document = json.loads((tmp_path / "bench-http.json").read_text())
+    phases = {(row["mode"], row["phase"]) for row in document["summary"]}
+    assert phases == {("single", "enqueue"), ("single", "dequeue+finish"), ("batch", "enqueue"), ("batch", "dequeue+finish")}
+    assert all(result["jobs"] == 300 for result in document["results"])

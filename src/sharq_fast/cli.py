@@ -528,28 +528,9 @@ def cmd_bench_http(args: argparse.Namespace) -> int:
         )
     finally:
         target.close()
-    rows = bench.summary_rows(results)
-    print(f"sharq-fast bench-http: {args.n:,} jobs over {args.queues} queues, {args.clients} concurrent HTTP clients, "
-          f"batch {args.batch}; Redis {target.redis_version} ({target.describe})")
-    print(bench.format_table(rows))
-    if args.repeat > 1:
-        print(f"(medians of {args.repeat} repetitions)")
-    if args.out:
-        from . import _bench
-
-        os.makedirs(args.out, exist_ok=True)
-        document = {
-            "command": "bench-http", "argv": sys.argv[1:],
-            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "environment": _bench.environment(), "redis": {"version": target.redis_version, "where": target.describe},
-            "settings": {"n": args.n, "queues": args.queues, "clients": args.clients, "batch": args.batch,
-                         "workers": args.workers, "repeat": args.repeat},
-            "summary": rows, "results": [r.to_dict() for r in results],
-        }
-        path = os.path.join(args.out, "bench-http.json")
-        with open(path, "w", encoding="utf-8") as handle:
-            json.dump(document, handle, indent=1)
-        print(f"wrote {path}")
+    settings = {"n": args.n, "queues": args.queues, "clients": args.clients, "batch": args.batch,
+                "workers": args.workers, "repeat": args.repeat}
+    print(bench.report(results, settings, {"version": target.redis_version, "where": target.describe}, args.out))
     return 0
 
 

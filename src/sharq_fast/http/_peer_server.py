@@ -134,6 +134,12 @@ def ensure_server_venv(
     venv = Path(path).expanduser() if path else default_server_venv()
     if (venv / _OK_MARKER).exists() and server_versions(venv):
         return venv
+    if not (3, 9) <= sys.version_info[:2] <= (3, 11):
+        # Not worth a long failing build: these are the newest releases of the pins.
+        raise PeerUnavailable(
+            f"sharq-server's pins (greenlet 2.0.2, gevent 22.10.2, gunicorn 19) support Python 3.9 to 3.11, "
+            f"not {sys.version.split()[0]}: build its virtualenv with one of those"
+        )
     what = source or SERVER_REQUIREMENT
     if log:
         log(f"building the sharq-server virtualenv ({what}) at {venv} (once; reused afterwards)")

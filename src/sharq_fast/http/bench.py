@@ -399,3 +399,33 @@ def run_bench(
         conn.close()
         shutil.rmtree(folder, ignore_errors=True)
     return results
+
+
+def report(results: Sequence[HTTPResult], settings: Dict[str, Any], redis_info: Dict[str, Any], out: Optional[str]) -> str:
+    """The text report of a run; with `out`, also writes OUT/bench-http.json."""
+    import datetime
+    import json
+
+    from .._bench import environment
+
+    rows = summary_rows(results)
+    lines = [
+        f"sharq-fast bench-http: {settings['n']:,} jobs over {settings['queues']} queues, {settings['clients']} "
+        f"concurrent HTTP clients, batch {settings['batch']}; Redis {redis_info['version']} ({redis_info['where']})",
+        format_table(rows),
+    ]
+    if settings.get("repeat", 1) > 1:
+        lines.append(f"(medians of {settings['repeat']} repetitions)")
+    if out:
+        os.makedirs(out, exist_ok=True)
+        document = {
+            "command": "bench-http", "argv": sys.argv[1:],
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "environment": environment(), "redis": redis_info, "settings": settings,
+            "summary": rows, "results": [r.to_dict() for r in results],
+        }
+        path = os.path.join(out, "bench-http.json")
+        with open(path, "w", encoding="utf-8") as handle:
+            json.dump(document, handle, indent=1)
+        lines.append(f"wrote {path}")
+    return "\n".join(lines)
