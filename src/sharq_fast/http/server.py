@@ -7,6 +7,7 @@ below Redis's. It talks to Redis only through the client ``backend.make_client``
 """
 
 import asyncio
+import inspect
 import logging
 import signal
 import threading
@@ -105,7 +106,9 @@ class SharqHTTP:
         if self.client is None:
             self.client = make_client(self.settings)
         if self.settings.requeuer and self._owns_client:
-            self.client.start_requeuer()
+            started = self.client.start_requeuer()
+            if inspect.isawaitable(started):  # whichever way AsyncClient's requeuer starts
+                await started
         self._watch_signals()
 
     async def shutdown(self) -> None:
