@@ -25,9 +25,21 @@ from .types import (
 
 __version__ = "0.1.0"
 
+_LAZY = {"ProxyClient", "AsyncProxyClient"}
+
+
+def __getattr__(name: str):  # PEP 562: the proxy clients import httpx only when used
+    if name in _LAZY:
+        from .http import proxy
+
+        return getattr(proxy, name)
+    raise AttributeError(f"module 'sharq_fast' has no attribute {name!r}")
+
+
 __all__ = [
     "USE_EXTENSIONS",
     "AsyncClient",
+    "AsyncProxyClient",
     "BadArgumentException",
     "BatchError",
     "Client",
@@ -38,6 +50,7 @@ __all__ = [
     "GlobalMetrics",
     "Job",
     "JobRequest",
+    "ProxyClient",
     "QueueMetrics",
     "QueueTypeMetrics",
     "RequeueResult",

@@ -4,6 +4,8 @@
     sharq-fast compare [--url URL | --config sharq.conf] [--repeat R] [--out DIR]
     sharq-fast stats   [QUEUE_TYPE [QUEUE_ID]] [--json]
     sharq-fast requeue [--loop]
+    sharq-fast serve   [--host H --port P --workers N] [--auth-token T | --basic-auth U:P]
+    sharq-fast bench-http [--n N] [--clients 64] [--workers 1,2] [--out DIR]
 
 Errors print one line on stderr and exit 1 (2 for bad arguments); set SHARQ_FAST_DEBUG=1
 for tracebacks. The CLI itself needs the standard library only (matplotlib, optional, for
@@ -487,6 +489,53 @@ def _requeue_loop(client: Any) -> int:
     return 0
 
 
+# -- serve ------------------------------------------------------------------------------------
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .http.serve import serve
+    from .http.settings import build_settings
+
+    target = Target(args, allow_private=False)  # one clear line now if Redis is unreachable
+    url = None if args.config else target.url
+    target.close()
+    settings = build_settings(
+        config=args.config, url=url, key_prefix=args.key_prefix, job_expire_interval=args.job_expire_interval,
+        host=args.host, port=args.port, workers=args.workers, auth_token=args.auth_token, basic_auth=args.basic_auth,
+        requeuer=False if args.no_requeuer else None, max_body_size=args.max_body_size, max_wait=args.max_wait,
+        max_batch=args.max_batch, access_log=args.access_log, log_level=args.log_level, retry_for=args.retry_for,
+    )
+    return serve(settings)
+
+
+def cmd_bench_http(args: argparse.Namespace) -> int:
+    from .http import bench
+
+    servers = [bench.SHARQ_FAST] + ([] if args.no_sharq_server else [bench.SHARQ_SERVER])
+    venv = None
+    if not args.no_sharq_server:
+        from .http._peer_server import ensure_server_venv, server_versions
+
+        venv = ensure_server_venv(args.sharq_server_venv, log=_note)
+        _note(f"sharq-server: {venv} {server_versions(venv)}")
+    target = Target(args, allow_private=True)
+    if target.config is not None:
+        target.close()
+        raise CliError("bench-http takes --url (or a private redis-server), not --config")
+    try:
+        _note(f"sharq-fast bench-http against {target.describe}")
+        results = bench.run_bench(
+            target.url, servers=servers, workers=args.workers, n=args.n, queues=args.queues, clients=args.clients,
+            batch=args.batch, repeat=args.repeat, venv=venv, log=_note,
+        )
+    finally:
+        target.close()
+    settings = {"n": args.n, "queues": args.queues, "clients": args.clients, "batch": args.batch,
+                "workers": args.workers, "repeat": args.repeat}
+    print(bench.report(results, settings, {"version": target.redis_version, "where": target.describe}, args.out))
+    return 0
+
+
 # -- parser ------------------------------------------------------------------------------------
 
 
@@ -559,6 +608,45 @@ def build_parser() -> argparse.ArgumentParser:
                          "job_requeue_interval, else 1000)")
     requeue.add_argument("--json", action="store_true", help="(without --loop) print the result as JSON")
     requeue.set_defaults(func=cmd_requeue)
+
+    serve = sub.add_parser("serve", parents=[common], help="a sharq-server compatible HTTP server (uvicorn)",
+                           description="Serve sharq-server's HTTP API (and batch routes, long-poll dequeues, "
+                           "Prometheus metrics) with uvicorn; the requeuer runs inside. SIGTERM stops it cleanly. "
+                           "With --config, the [sharq-server] section gives host, port, workers, accesslog. "
+                           "Routes: docs/http.md.")
+    serve.add_argument("--host", help="address to listen on (default: the config's, else 127.0.0.1)")
+    serve.add_argument("--port", type=_positive_int, help="port (default: the config's, else 8080)")
+    serve.add_argument("--workers", type=_positive_int, help="uvicorn worker processes (default: the config's, else 1)")
+    serve.add_argument("--auth-token", metavar="TOKEN", help="require 'Authorization: Bearer TOKEN' "
+                       "(better: $SHARQ_FAST_AUTH_TOKEN, or auth_token in [sharq-server])")
+    serve.add_argument("--basic-auth", metavar="USER:PASSWORD", help="require HTTP basic auth "
+                       "(better: $SHARQ_FAST_BASIC_AUTH, or basic_auth in [sharq-server])")
+    serve.add_argument("--no-requeuer", action="store_true", help="do not run the requeuer in the server")
+    serve.add_argument("--max-body-size", type=_positive_int, metavar="BYTES", help="largest request body (default 8 MiB)")
+    serve.add_argument("--max-wait", type=float, metavar="SECONDS", help="longest long-poll ?wait= (default 60)")
+    serve.add_argument("--max-batch", type=_positive_int, metavar="N", help="most jobs per batch request (default 10000)")
+    serve.add_argument("--retry-for", type=float, metavar="SECONDS", help="how long a Redis call whose connection "
+                       "failed is retried before the request answers 503 (default 3)")
+    serve.add_argument("--access-log", metavar="FILE", help="write an access log there ('-': stderr; default none)")
+    serve.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    serve.set_defaults(func=cmd_serve)
+
+    bench_http = sub.add_parser("bench-http", parents=[common], help="HTTP requests/s: sharq-fast serve vs Plivo's sharq-server",
+                                description="64 concurrent HTTP clients enqueue jobs, then dequeue+finish them: sharq-fast "
+                                "serve (single and batch routes) and Plivo's sharq-server (gunicorn + gevent, built once in "
+                                "its own virtualenv), each on a private redis-server unless --url is given.")
+    bench_http.add_argument("--n", type=_positive_int, default=10_000, help="jobs per run (default 10000)")
+    bench_http.add_argument("--queues", type=_positive_int, default=100, help="queues the jobs spread over (default 100)")
+    bench_http.add_argument("--clients", type=_positive_int, default=64, help="concurrent HTTP clients (default 64)")
+    bench_http.add_argument("--batch", type=_positive_int, default=100, help="jobs per batch request (default 100)")
+    bench_http.add_argument("--workers", type=_int_list, default=[1, 2], metavar="N,N",
+                            help="server worker processes to measure (default 1,2; the same for both servers)")
+    bench_http.add_argument("--repeat", type=_positive_int, default=1, help="repetitions, interleaved (default 1)")
+    bench_http.add_argument("--no-sharq-server", action="store_true", help="measure sharq-fast serve only")
+    bench_http.add_argument("--sharq-server-venv", metavar="DIR", help="sharq-server's virtualenv, built there if missing "
+                            "(default $SHARQ_FAST_SHARQ_SERVER_VENV or ~/.cache/sharq-fast/sharq-server-0.2.0)")
+    bench_http.add_argument("--out", metavar="DIR", help="write bench-http.json there")
+    bench_http.set_defaults(func=cmd_bench_http)
     return parser
 
 

@@ -1,0 +1,1 @@
+"""HTTP: a sharq-server compatible server (``sharq-fast serve``) and proxy clients."""

@@ -1,0 +1,149 @@
+"""Batch routes (beyond sharq-server): many jobs per request, an answer per job.
+
+    POST /batch/enqueue/            {"jobs": [{queue_type, queue_id, job_id, payload,
+                                     interval[, requeue_limit]}, ...]}  (or the bare array)
+    GET|POST /batch/dequeue/<qt>/   ?count=N[&wait=SECONDS]
+    POST /batch/finish/             {"jobs": [{queue_type, queue_id, job_id}, ...]}
+
+Each job is checked on its own: a bad one gets a 400 entry and the others go ahead. The
+per-job entries carry the status code the single-job route would have answered.
+"""
+
+from typing import TYPE_CHECKING, Any, Dict, List, Sequence, Tuple
+
+from .._core import core
+from ..client import BatchError
+from ..exceptions import BadArgumentException
+from . import _wire as w
+from .routes import DUPLICATE
+
+if TYPE_CHECKING:
+    from .server import SharqHTTP
+
+Answer = Tuple[int, bytes]
+QUEUED: Dict[str, Any] = {"status": "queued"}
+FINISHED: Dict[str, Any] = {"status": "success"}
+NOT_ACTIVE: Dict[str, Any] = {"code": 404, "status": "failure"}
+DUPLICATE_ENTRY: Dict[str, Any] = {"code": 409, "message": DUPLICATE, "status": "failure"}
+
+
+def _bad(message: str) -> Dict[str, Any]:
+    return {"code": 400, "message": message, "status": "failure"}
+
+
+class BatchRoutes:
+    """The handlers of the batch routes; each returns (status, JSON body)."""
+
+    def __init__(self, app: "SharqHTTP") -> None:
+        self.app = app
+
+    def _jobs(self, body: bytes) -> List[Any]:
+        data = w.decode_json(body)
+        jobs = data.get("jobs") if isinstance(data, dict) else data
+        if not isinstance(jobs, list):
+            raise w.bad_request('the request body must be {"jobs": [...]} or a JSON array of jobs')
+        if len(jobs) > self.app.settings.max_batch:
+            raise w.bad_request(f"{len(jobs)} jobs in one request; at most {self.app.settings.max_batch}")
+        return jobs
+
+    async def enqueue(self, params: Sequence[str], query: bytes, body: bytes) -> Answer:
+        """POST /batch/enqueue/: 200 with one entry per job ({"status": "queued"}, or a
+        failure with code 400 or 409) and the number enqueued."""
+        jobs = self._jobs(body)
+        client = self.app.client
+        default_limit = getattr(client, "default_job_requeue_limit", -1)
+        results: List[Dict[str, Any]] = [QUEUED] * len(jobs)
+        valid: List[Any] = []
+        positions: List[int] = []
+        for i, job in enumerate(jobs):
+            if not isinstance(job, dict):
+                results[i] = _bad("a job must be a JSON object")
+                continue
+            try:
+                core.job_fields(job, -1, default_limit)  # the checks enqueue_many makes
+            except BadArgumentException as exc:
+                results[i] = _bad(str(exc))
+                continue
+            valid.append(job)
+            positions.append(i)
+        enqueued = 0
+        if valid:
+            try:
+                result = await client.enqueue_many(valid)
+            except BatchError as exc:
+                raise w.HTTPError(
+                    503, f"Redis refused part of the batch: {exc}", enqueued=exc.enqueued,
+                    refused=[positions[i] for i in exc.refused],
+                ) from None
+            for position in result.duplicates:
+                results[positions[position]] = DUPLICATE_ENTRY
+            enqueued = result.enqueued
+        self.app.stats.jobs["enqueued"] += enqueued
+        self.app.stats.jobs["duplicate"] += len(valid) - enqueued
+        return 200, w.dumps({"enqueued": enqueued, "results": results, "status": "success"})
+
+    async def dequeue(self, params: Sequence[str], query: bytes, body: bytes) -> Answer:
+        """GET or POST /batch/dequeue/<queue_type>/?count=N[&wait=SECONDS]: 200 with up to
+        N jobs (an empty list when none is ready; with `wait`, after at most that long)."""
+        queue_type = params[0]
+        args = w.query_params(query)
+        count = int(w.number_param(args, "count", low=1, high=self.app.settings.max_batch, integer=True) or 100)
+        wait = self.app.wait_param(query, args)
+        try:
+            jobs = await self.app.dequeue_many_waiting(queue_type, count, wait)
+            message = None
+        except BatchError as exc:  # the jobs taken must still be delivered
+            jobs, message = exc.jobs, f"Redis refused part of the dequeue: {exc}"
+        self.app.stats.jobs["dequeued"] += len(jobs)
+        answer: Dict[str, Any] = {
+            "jobs": [
+                {
+                    "job_id": job.job_id, "payload": job.payload, "queue_id": job.queue_id,
+                    "queue_type": job.queue_type, "requeues_remaining": job.requeues_remaining,
+                }
+                for job in jobs
+            ],
+        }
+        if message:
+            answer["message"] = message
+        answer["status"] = "success"
+        return 200, w.dumps(answer)
+
+    async def finish(self, params: Sequence[str], query: bytes, body: bytes) -> Answer:
+        """POST /batch/finish/: 200 with one entry per job ({"status": "success"}, or a
+        failure with code 404 (not active) or 400) and the number finished."""
+        jobs = self._jobs(body)
+        results: List[Dict[str, Any]] = [FINISHED] * len(jobs)
+        valid: List[Tuple[str, str, str]] = []
+        positions: List[int] = []
+        for i, job in enumerate(jobs):
+            if not isinstance(job, dict):
+                results[i] = _bad("a job must be a JSON object")
+                continue
+            unknown = [key for key in job if key not in ("queue_type", "queue_id", "job_id")]
+            if unknown:
+                results[i] = _bad(f"`{unknown[0]}` is not a field of a job to finish.")
+                continue
+            triple = (job.get("queue_type", "default"), job.get("queue_id"), job.get("job_id"))
+            try:
+                core.job_ref(triple, -1, False)
+            except BadArgumentException as exc:
+                results[i] = _bad(str(exc))
+                continue
+            valid.append(triple)
+            positions.append(i)
+        finished = 0
+        if valid:
+            try:
+                flags = await self.app.client.finish_many(valid)
+            except BatchError as exc:
+                raise w.HTTPError(
+                    503, f"Redis refused part of the batch: {exc}", refused=[positions[i] for i in exc.refused]
+                ) from None
+            for position, done in zip(positions, flags):
+                if done:
+                    finished += 1
+                else:
+                    results[position] = NOT_ACTIVE
+        self.app.stats.jobs["finished"] += finished
+        return 200, w.dumps({"finished": finished, "results": results, "status": "success"})
