@@ -102,23 +102,22 @@ def enqueue_many(s: Settings, jobs: Iterable[Any], chunk_size: int, pipeline_dep
         while batch:
             commands, positions, tokens, error = _pack_round(s, batch, start, chunk_size)
             if in_flight is not None:
-                landing, in_flight = in_flight, None
-                yield from _land_round(s, landing, result)
+                yield from _land_round(s, in_flight, result)
+                in_flight = None
             # Drawn while nothing is in flight: the iterable may itself use this client.
             following = (yield Draw(source, round_size)) if len(batch) == round_size else []
             if commands:
                 in_flight = ((yield Send(Round(commands))), positions, tokens, start)
             if error is not None:
-                landing, in_flight = in_flight, None
-                if landing is not None:
-                    yield from _land_round(s, landing, result)
+                if in_flight is not None:
+                    yield from _land_round(s, in_flight, result)
+                    in_flight = None
                 error.enqueued = result.enqueued
                 raise error
             start += len(batch)
             batch = following
         if in_flight is not None:
-            landing, in_flight = in_flight, None
-            yield from _land_round(s, landing, result)
+            yield from _land_round(s, in_flight, result)
         return result
     except OutcomeUnknownError as exc:
         lost = in_flight[3] if in_flight is not None else start

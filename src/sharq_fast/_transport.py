@@ -94,7 +94,14 @@ class SyncTransport:
         """Write a round on a connection of its own; a connection failure is kept in the
         handle (for _collect to retry), any other error raised."""
         sent = _Sent(round, attempts or Attempts(self.settings.retry_for))
-        conn = sent.conn = self._acquire()
+        try:
+            conn = self._acquire()  # redis-py's pool connects a connection it hands out
+        except BaseException as exc:
+            if not is_connection_error(exc):
+                raise
+            sent.error = exc
+            return sent
+        sent.conn = conn
         try:
             conn.connect()
         except BaseException as exc:
