@@ -2,38 +2,44 @@
 -- that a call whose reply was lost (connection cut, timeout, failover) can be sent again
 -- unchanged and get its first answer instead of running twice.
 --
--- KEYS[1]  the client's reply cache: a hash of token -> MessagePack of a reply
+-- KEYS[1]  this call's reply key: the client's reply key base (P:.replies:<client>:) and
+--          the call's token
 -- ARGV     the script's own arguments, then the tokens of earlier calls whose replies the
---          client has read (ack_1 .. ack_n, deleted here), then n, then this call's token
+--          client has read (ack_1 .. ack_n: their keys are deleted here), then n, then
+--          this call's token
 --
--- A call whose token is in the cache has run: its reply is returned again and nothing else
--- is done. Otherwise the script runs and ends with `return reply(result)`, which keeps the
--- result under the token. Error replies are not kept: a script only fails before it writes.
--- The hash expires REPLY_TTL ms after the client's last call (a client that died).
+-- A call whose reply key exists has run: its reply is returned again and nothing else is
+-- done. Otherwise the script runs and ends with `return reply(result)`, which keeps the
+-- result (MessagePack) for REPLY_TTL ms, or `return result` when it changed nothing. Error
+-- replies are not kept: a script fails only before it writes anything that matters.
 
-local REPLIES = KEYS[1]
 local TOKEN = ARGV[#ARGV]
 local ACKS = tonumber(ARGV[#ARGV - 1])
 local NARGS = #ARGV - 2 - ACKS  -- the script's own arguments are ARGV[1 .. NARGS]
 local REPLY_TTL = 600000
 
 if ACKS > 0 then
-   redis.call('HDEL', REPLIES, unpack(ARGV, NARGS + 1, NARGS + ACKS))
+   local base = string.sub(KEYS[1], 1, #KEYS[1] - #TOKEN)
+   local acked = {}
+   for i = 1, ACKS do
+      acked[i] = base .. ARGV[NARGS + i]
+   end
+   redis.call('UNLINK', unpack(acked))
 end
-local cached = redis.call('HGET', REPLIES, TOKEN)
+local cached = redis.call('GET', KEYS[1])
 if cached then
    return cmsgpack.unpack(cached)
 end
 
 local function reply(result)
-   redis.call('HSET', REPLIES, TOKEN, cmsgpack.pack(result))
-   redis.call('PEXPIRE', REPLIES, REPLY_TTL)
+   redis.call('SET', KEYS[1], cmsgpack.pack(result), 'PX', REPLY_TTL)
    return result
 end
 
--- Checks run before any write, because Redis does not roll a script back when a command
--- fails half way: a key of the wrong type (data that is not SharQ's under this prefix)
--- stops the call before it changes anything.
+-- A write that fails half way is not rolled back by Redis. So a key whose failing write
+-- would lose or misreport a job, and that no read has vetted before the first write, is
+-- checked here first (a key of another type is data that is not SharQ's); writes that
+-- cannot lose a job if they fail (counters, index sets, clean-ups) use pcall instead.
 local checked_types = {}
 local function wrong_type(key, expected)
    if checked_types[key] then

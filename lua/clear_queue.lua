@@ -1,6 +1,6 @@
 -- Clear one queue, atomically (SharQ 1.3.0 does this in several unguarded round trips).
 --
--- KEYS[1]  reply cache (see _replies.lua)
+-- KEYS[1]  reply key (see _replies.lua)
 -- KEYS[2]  key prefix P
 -- KEYS[3]  the key to move the job list to, P:.purging:T:Q:<unique>: purge_jobs.lua then
 --          deletes the cleared jobs' payloads and requeue counts from it in bounded steps,
@@ -22,22 +22,22 @@ local queue = queue_type .. ':' .. queue_id
 local ready_key = prefix .. ':' .. queue_type
 local job_queue_key = ready_key .. ':' .. queue_id
 
-local err = wrong_type(ready_key, 'zset') or wrong_type(prefix .. ':ready:queue_type', 'set')
-   or wrong_type(prefix .. ':interval', 'hash') or wrong_type(prefix .. ':.purging', 'set')
-   or wrong_type(job_queue_key, 'list')
+-- (The ready set is vetted by the ZREM, the first write.)
+local list_exists = redis.call('EXISTS', job_queue_key) == 1
+local err = list_exists and (wrong_type(job_queue_key, 'list') or wrong_type(prefix .. ':.purging', 'set'))
 if err then
    return err
 end
 
 local was_ready = redis.call('ZREM', ready_key, queue_id)
 if was_ready == 1 and redis.call('EXISTS', ready_key) == 0 then
-   redis.call('SREM', prefix .. ':ready:queue_type', queue_type)
+   redis.pcall('SREM', prefix .. ':ready:queue_type', queue_type)  -- an index for metrics
 end
 if was_ready == 1 and purge_all then
-   redis.call('HDEL', prefix .. ':interval', queue)
+   redis.pcall('HDEL', prefix .. ':interval', queue)
 end
 local set_aside = 0
-if redis.call('EXISTS', job_queue_key) == 1 then
+if list_exists then
    redis.call('RENAME', job_queue_key, purge_key)
    redis.call('SADD', prefix .. ':.purging', purge_key)
    set_aside = 1

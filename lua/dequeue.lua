@@ -10,15 +10,16 @@
 -- purge race) is an orphan: it cannot be delivered, so it is dropped from the queue
 -- instead of being moved to the active set and reported as a failure, as SharQ does.
 --
--- KEYS[1]  reply cache (see _replies.lua)
+-- KEYS[1]  reply key (see _replies.lua)
 -- KEYS[2]  key prefix P
 -- KEYS[3]  queue type T
 -- ARGV[1]  now (ms epoch)
 -- ARGV[2]  job_expire_interval (ms)
 -- ARGV[3]  count
 --
--- Returns a flat array: the lowest score left in the ready set (the time at which the
--- next queue becomes ready; -1 when none is left), the jobs' lease expiry (their score in
+-- Returns a flat array: when no job was dequeued, the lowest score left in the ready set
+-- (the time at which the next queue becomes ready; else, or when none is left, -1), the
+-- jobs' lease expiry (their score in
 -- the active set, now + job_expire_interval), then queue_id, job_id, payload,
 -- requeues_remaining per job.
 
@@ -52,9 +53,10 @@ local function queue_error(queue_id)
       .. ' holds another type; nothing was dequeued from it')
 end
 
-local err = wrong_type(ready_key, 'zset') or wrong_type(active_key, 'zset')
-   or wrong_type(payload_key, 'hash') or wrong_type(interval_key, 'hash')
-   or wrong_type(prefix .. ':ready:queue_type', 'set') or wrong_type(prefix .. ':active:queue_type', 'set')
+-- The active set and its index are written after jobs were popped: vetted first. (The
+-- ready set is vetted by the first ZRANGEBYSCORE; the payload and interval reads are
+-- pcalls that stop the call before a queue they fail on.)
+local err = wrong_type(active_key, 'zset') or wrong_type(prefix .. ':active:queue_type', 'set')
 if err then
    return err
 end
@@ -90,11 +92,14 @@ while dequeued < count and orphans < max_orphans do
          end
          return queue_error(queue_id)
       end
-      q = {
-         length = length,
-         interval = tonumber(redis.call('HGET', interval_key, queue_type .. ':' .. queue_id)) or 0,
-         dequeued = 0,
-      }
+      local interval = redis.pcall('HGET', interval_key, queue_type .. ':' .. queue_id)
+      if type(interval) == 'table' and interval.err then
+         if dequeued > 0 then
+            break
+         end
+         return queue_error(queue_id)
+      end
+      q = {length = length, interval = tonumber(interval) or 0, dequeued = 0}
       queues[queue_id] = q
       queue_order[#queue_order + 1] = queue_id
    end
@@ -118,9 +123,9 @@ while dequeued < count and orphans < max_orphans do
       for k, job_id in ipairs(job_ids) do
          fields[k] = queue_type .. ':' .. queue_id .. ':' .. job_id
       end
-      local payloads = redis.call('HMGET', payload_key, unpack(fields))
+      local payloads = redis.pcall('HMGET', payload_key, unpack(fields))
       local remaining = redis.pcall('HMGET', job_queue_key .. ':requeues_remaining', unpack(job_ids))
-      if remaining.err then
+      if payloads.err or remaining.err then
          -- Put the popped ids back, in order, and stop before this queue.
          for k = #job_ids, 1, -1 do
             redis.call('LPUSH', job_queue_key, job_ids[k])
@@ -151,7 +156,7 @@ while dequeued < count and orphans < max_orphans do
    if q.length <= 0 then
       redis.call('ZREM', ready_key, queue_id)
       if redis.call('EXISTS', ready_key) == 0 then
-         redis.call('SREM', prefix .. ':ready:queue_type', queue_type)
+         redis.pcall('SREM', prefix .. ':ready:queue_type', queue_type)  -- an index for metrics
       end
    elseif delivered > 0 and now + q.interval ~= score then
       redis.call('ZADD', ready_key, now + q.interval, queue_id)
@@ -175,11 +180,14 @@ if dequeued > 0 then
    end
 end
 
-local head = redis.call('ZRANGE', ready_key, 0, 0, 'WITHSCORES')
-if head[2] then
-   result[1] = tonumber(head[2])
-end
-if dequeued == 0 and orphans == 0 then
-   return result  -- nothing changed: a resend may run again (waiting consumers poll this)
+if dequeued == 0 then
+   -- For a caller that waits: when the next queue becomes ready.
+   local head = redis.call('ZRANGE', ready_key, 0, 0, 'WITHSCORES')
+   if head[2] then
+      result[1] = tonumber(head[2])
+   end
+   if orphans == 0 then
+      return result  -- nothing changed: a resend may run again (waiting consumers poll this)
+   end
 end
 return reply(result)

@@ -5,7 +5,7 @@
 -- one HMGET finds duplicates, multi-field HSETs write payloads, requeue counts and
 -- intervals, one RPUSH and one ready-set check per queue, one update per counter key.
 --
--- KEYS[1]  reply cache (see _replies.lua)
+-- KEYS[1]  reply key (see _replies.lua)
 -- KEYS[2]  key prefix P
 -- ARGV[1]  now (ms epoch)
 -- ARGV[2..] groups of 6: queue_type, queue_id, job_id, payload, interval, requeue_limit
@@ -45,8 +45,8 @@ local function call_sliced(command, key, args)
    end
 end
 
-local err = wrong_type(payload_key, 'hash') or wrong_type(interval_key, 'hash')
-   or wrong_type(prefix .. ':ready:queue_type', 'set')
+-- (P:payload is vetted by the HMGET below, which comes before any write.)
+local err = wrong_type(interval_key, 'hash')
 for i = 2, NARGS, 6 do
    if err then
       return err
@@ -144,7 +144,7 @@ end
 call_sliced('HSET', interval_key, intervals)
 -- Queues are distinct, so adding them to their ready sets together changes nothing.
 for _, queue_type in ipairs(ready_order) do
-   redis.call('SADD', prefix .. ':ready:queue_type', queue_type)
+   redis.pcall('SADD', prefix .. ':ready:queue_type', queue_type)  -- an index for metrics
    call_sliced('ZADD', prefix .. ':' .. queue_type, newly_ready[queue_type])
    if ready_now[queue_type] > 0 then
       redis.pcall('PUBLISH', prefix .. ':.wake:' .. queue_type, ready_now[queue_type])

@@ -1,6 +1,6 @@
 -- Extend the leases of dequeued jobs: move their expiry in the active set to now + ms.
 --
--- KEYS[1]  reply cache (see _replies.lua)
+-- KEYS[1]  reply key (see _replies.lua)
 -- KEYS[2]  key prefix P
 -- ARGV[1]  now (ms epoch)
 -- ARGV[2]  ms
@@ -13,23 +13,29 @@
 local prefix = KEYS[2]
 local new_expiry = tonumber(ARGV[1]) + tonumber(ARGV[2])
 
-local err
+-- Every score is read (and every active set vetted) before anything is written.
+local held = {}
 for i = 3, NARGS, 4 do
-   err = err or wrong_type(prefix .. ':' .. ARGV[i] .. ':active', 'zset')
-end
-if err then
-   return err
+   local score = redis.pcall('ZSCORE', prefix .. ':' .. ARGV[i] .. ':active', ARGV[i + 1] .. ':' .. ARGV[i + 2])
+   if type(score) == 'table' and score.err then
+      return redis.error_reply(score.err .. ': nothing was changed')
+   end
+   held[#held + 1] = score and tonumber(score) == tonumber(ARGV[i + 3])
 end
 
 local results = {}
-for i = 3, NARGS, 4 do
-   local active_key = prefix .. ':' .. ARGV[i] .. ':active'
-   local member = ARGV[i + 1] .. ':' .. ARGV[i + 2]
-   if tonumber(redis.call('ZSCORE', active_key, member)) == tonumber(ARGV[i + 3]) then
-      redis.call('ZADD', active_key, 'XX', new_expiry, member)
-      results[#results + 1] = new_expiry
+local extended = false
+for k = 1, #held do
+   local at = 3 + (k - 1) * 4
+   if held[k] then
+      redis.call('ZADD', prefix .. ':' .. ARGV[at] .. ':active', 'XX', new_expiry, ARGV[at + 1] .. ':' .. ARGV[at + 2])
+      results[k] = new_expiry
+      extended = true
    else
-      results[#results + 1] = 0
+      results[k] = 0
    end
+end
+if not extended then
+   return results  -- nothing changed
 end
 return reply(results)

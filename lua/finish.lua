@@ -1,6 +1,6 @@
 -- Finish a batch of dequeued jobs (one job is a batch of one), as SharQ 1.3.0's finish.
 --
--- KEYS[1]  reply cache (see _replies.lua)
+-- KEYS[1]  reply key (see _replies.lua)
 -- KEYS[2]  key prefix P
 -- ARGV     groups of 4: queue_type, queue_id, job_id, lease. A lease of 0 finishes the
 --          job if it is active (SharQ's finish); another lease finishes it only if its
@@ -8,62 +8,100 @@
 --          requeued (and maybe dequeued by another consumer) since the caller got it.
 --
 -- Returns one integer per job: 1 finished, 0 not active (unknown, already finished, or
--- expired and requeued) or, with a lease, held by another delivery.
+-- expired and requeued) or, with a lease, held by another delivery; a job named twice is
+-- finished once.
+--
+-- The state left is that of SharQ's finishes one after the other, with each command sent
+-- once per call rather than once per job: one ZMSCORE per queue type reads (and vets) the
+-- active sets before anything is written, then one ZREM per type, one HDEL of payloads,
+-- one HDEL of requeue counts per queue.
 
 local prefix = KEYS[2]
 local payload_key = prefix .. ':payload'
-local interval_key = prefix .. ':interval'
 
-local err = wrong_type(payload_key, 'hash') or wrong_type(interval_key, 'hash')
-   or wrong_type(prefix .. ':active:queue_type', 'set')
-for i = 1, NARGS, 4 do
-   if err then
-      return err
+local SLICE = 1000  -- unpack() is limited by Lua's C stack
+local function call_sliced(command, key, args)
+   for s = 1, #args, SLICE do
+      redis.pcall(command, key, unpack(args, s, math.min(s + SLICE - 1, #args)))
    end
-   local ready_key = prefix .. ':' .. ARGV[i]
-   err = wrong_type(ready_key .. ':active', 'zset')
-      or wrong_type(ready_key .. ':' .. ARGV[i + 1] .. ':requeues_remaining', 'hash')
 end
-if err then
-   return err
+
+-- The jobs by queue type, in input order.
+local types, type_order = {}, {}
+for i = 1, NARGS, 4 do
+   local t = types[ARGV[i]]
+   if not t then
+      t = {members = {}, positions = {}}
+      types[ARGV[i]] = t
+      type_order[#type_order + 1] = ARGV[i]
+   end
+   t.members[#t.members + 1] = ARGV[i + 1] .. ':' .. ARGV[i + 2]
+   t.positions[#t.positions + 1] = i
+end
+
+-- Read every score first: a key of another type stops the call before any write.
+local scores = {}
+for _, queue_type in ipairs(type_order) do
+   local members = types[queue_type].members
+   local found = {}
+   for s = 1, #members, SLICE do
+      local part = redis.pcall('ZMSCORE', prefix .. ':' .. queue_type .. ':active',
+         unpack(members, s, math.min(s + SLICE - 1, #members)))
+      if part.err then
+         return redis.error_reply(part.err .. ' (' .. prefix .. ':' .. queue_type .. ':active): nothing was changed')
+      end
+      for k = 1, #part do
+         found[s + k - 1] = part[k]
+      end
+   end
+   scores[queue_type] = found
 end
 
 local results = {}
-local finished_types = {}
-local queue_exists = {}  -- finishing never changes job lists: check each queue once
-
-for i = 1, NARGS, 4 do
-   local queue_type, queue_id, job_id, lease = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
-   local ready_key = prefix .. ':' .. queue_type
-   local active_key = ready_key .. ':active'
-   local member = queue_id .. ':' .. job_id
-   local held = true
-   if lease ~= 0 then
-      held = tonumber(redis.call('ZSCORE', active_key, member)) == lease
-   end
-   if held and redis.call('ZREM', active_key, member) == 1 then
-      local queue = queue_type .. ':' .. queue_id
-      redis.call('HDEL', payload_key, queue .. ':' .. job_id)
-      if queue_exists[queue] == nil then
-         queue_exists[queue] = redis.call('EXISTS', ready_key .. ':' .. queue_id) == 1
-         if not queue_exists[queue] then
-            redis.call('HDEL', interval_key, queue)
+local payloads = {}     -- payload fields of the finished jobs
+local counts = {}       -- queue -> job ids whose requeue counts go
+local count_order = {}
+for _, queue_type in ipairs(type_order) do
+   local t = types[queue_type]
+   local done, seen = {}, {}
+   for k, member in ipairs(t.members) do
+      local i = t.positions[k]
+      local score, lease = scores[queue_type][k], tonumber(ARGV[i + 3])
+      if score and not seen[member] and (lease == 0 or tonumber(score) == lease) then
+         seen[member] = true
+         done[#done + 1] = member
+         local queue = queue_type .. ':' .. ARGV[i + 1]
+         payloads[#payloads + 1] = queue .. ':' .. ARGV[i + 2]
+         if not counts[queue] then
+            counts[queue] = {}
+            count_order[#count_order + 1] = queue
          end
+         counts[queue][#counts[queue] + 1] = ARGV[i + 2]
+         results[(i + 3) / 4] = 1
+      else
+         results[(i + 3) / 4] = 0
       end
-      redis.call('HDEL', ready_key .. ':' .. queue_id .. ':requeues_remaining', job_id)
-      finished_types[queue_type] = true
-      results[#results + 1] = 1
-   else
-      results[#results + 1] = 0
+   end
+   if #done > 0 then
+      for s = 1, #done, SLICE do
+         redis.call('ZREM', prefix .. ':' .. queue_type .. ':active', unpack(done, s, math.min(s + SLICE - 1, #done)))
+      end
+      if redis.call('EXISTS', prefix .. ':' .. queue_type .. ':active') == 0 then
+         redis.pcall('SREM', prefix .. ':active:queue_type', queue_type)
+      end
    end
 end
 
--- A finish only ever shrinks active sets, so checking once at the end leaves the same
--- state as SharQ's check after every job.
-for queue_type in pairs(finished_types) do
-   if redis.call('EXISTS', prefix .. ':' .. queue_type .. ':active') == 0 then
-      redis.call('SREM', prefix .. ':active:queue_type', queue_type)
+if #payloads == 0 then
+   return results  -- nothing changed
+end
+call_sliced('HDEL', payload_key, payloads)
+for _, queue in ipairs(count_order) do
+   -- A queue without queued jobs has no use for its interval any more (as SharQ).
+   if redis.call('EXISTS', prefix .. ':' .. queue) == 0 then
+      redis.pcall('HDEL', prefix .. ':interval', queue)
    end
+   call_sliced('HDEL', prefix .. ':' .. queue .. ':requeues_remaining', counts[queue])
 end
 
 return reply(results)

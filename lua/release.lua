@@ -6,7 +6,7 @@
 -- (the interval still holds: the job's dequeue counted), else now. Jobs of one queue
 -- released together keep their order.
 --
--- KEYS[1]  reply cache (see _replies.lua)
+-- KEYS[1]  reply key (see _replies.lua)
 -- KEYS[2]  key prefix P
 -- ARGV[1]  now (ms epoch)
 -- ARGV[2..] groups of 4: queue_type, queue_id, job_id, lease (the expiry the caller holds)
@@ -18,27 +18,37 @@ local prefix = KEYS[2]
 local now = tonumber(ARGV[1])
 local interval_key = prefix .. ':interval'
 
-local err = wrong_type(interval_key, 'hash') or wrong_type(prefix .. ':ready:queue_type', 'set')
-   or wrong_type(prefix .. ':active:queue_type', 'set')
+-- Every score is read (and every active set vetted) before anything is written; the
+-- ready sets and job lists written afterwards are vetted here.
+local held = {}
+local err
 for i = 2, NARGS, 4 do
    local ready_key = prefix .. ':' .. ARGV[i]
-   err = err or wrong_type(ready_key, 'zset') or wrong_type(ready_key .. ':active', 'zset')
-      or wrong_type(ready_key .. ':' .. ARGV[i + 1], 'list')
+   local score = redis.pcall('ZSCORE', ready_key .. ':active', ARGV[i + 1] .. ':' .. ARGV[i + 2])
+   if type(score) == 'table' and score.err then
+      return redis.error_reply(score.err .. ': nothing was changed')
+   end
+   held[i] = score and tonumber(score) == tonumber(ARGV[i + 3])
+   if held[i] then
+      err = err or wrong_type(ready_key, 'zset') or wrong_type(ready_key .. ':' .. ARGV[i + 1], 'list')
+   end
 end
 if err then
    return err
 end
 
--- Which jobs are still held, and each queue's released jobs in input order.
+-- Each queue's released jobs in input order.
 local results = {}
 local queues = {}  -- T:Q -> {queue_type, queue_id, job ids}
 local order = {}
 local types = {}
+local seen = {}
 for i = 2, NARGS, 4 do
    local queue_type, queue_id, job_id = ARGV[i], ARGV[i + 1], ARGV[i + 2]
    local active_key = prefix .. ':' .. queue_type .. ':active'
    local member = queue_id .. ':' .. job_id
-   if tonumber(redis.call('ZSCORE', active_key, member)) == tonumber(ARGV[i + 3]) then
+   if held[i] and not seen[queue_type .. ':' .. member] then
+      seen[queue_type .. ':' .. member] = true
       redis.call('ZREM', active_key, member)
       local queue = queue_type .. ':' .. queue_id
       local q = queues[queue]
@@ -67,12 +77,12 @@ for _, queue in ipairs(order) do
    if length == #job_ids then
       local ready_at = now
       local last_dequeue = tonumber(redis.pcall('GET', job_queue_key .. ':time'))
-      local interval = tonumber(redis.call('HGET', interval_key, queue))
+      local interval = tonumber(redis.pcall('HGET', interval_key, queue))
       if last_dequeue and interval then
          ready_at = last_dequeue + interval
       end
       redis.call('ZADD', ready_key, ready_at, queue_id)
-      redis.call('SADD', prefix .. ':ready:queue_type', queue_type)
+      redis.pcall('SADD', prefix .. ':ready:queue_type', queue_type)  -- an index for metrics
       if ready_at <= now then
          ready_now[queue_type] = (ready_now[queue_type] or 0) + 1
       end
@@ -81,11 +91,14 @@ end
 
 for queue_type in pairs(types) do
    if redis.call('EXISTS', prefix .. ':' .. queue_type .. ':active') == 0 then
-      redis.call('SREM', prefix .. ':active:queue_type', queue_type)
+      redis.pcall('SREM', prefix .. ':active:queue_type', queue_type)
    end
    if ready_now[queue_type] then
       redis.pcall('PUBLISH', prefix .. ':.wake:' .. queue_type, ready_now[queue_type])
    end
 end
 
+if #order == 0 then
+   return results  -- nothing changed
+end
 return reply(results)

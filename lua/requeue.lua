@@ -11,7 +11,7 @@
 -- next jobs go out without their interval.) The discarded job's payload is returned so
 -- that the caller can log or keep it.
 --
--- KEYS[1]  reply cache (see _replies.lua)
+-- KEYS[1]  reply key (see _replies.lua)
 -- KEYS[2]  key prefix P
 -- KEYS[3]  queue type T
 -- ARGV[1]  now (ms epoch)
@@ -34,9 +34,9 @@ local active_key = ready_key .. ':active'
 local payload_key = prefix .. ':payload'
 local interval_key = prefix .. ':interval'
 
-local err = wrong_type(active_key, 'zset') or wrong_type(ready_key, 'zset')
-   or wrong_type(payload_key, 'hash') or wrong_type(interval_key, 'hash')
-   or wrong_type(prefix .. ':ready:queue_type', 'set') or wrong_type(prefix .. ':active:queue_type', 'set')
+-- The ready set is written after jobs left the active set: vetted first (the active set
+-- is vetted by the ZRANGEBYSCORE below; payload and interval reads are pcalls).
+local err = wrong_type(ready_key, 'zset')
 if err then
    return err
 end
@@ -71,12 +71,15 @@ for _, member in ipairs(expired) do
       redis.call('ZREM', active_key, member)
       if remaining and remaining > -1 and remaining - 1 == -1 then
          -- Out of requeues: discard, as SharQ's finish would (but for the interval).
-         local payload = redis.call('HGET', payload_key, queue .. ':' .. job_id)
+         local payload = redis.pcall('HGET', payload_key, queue .. ':' .. job_id)
+         if type(payload) ~= 'string' then
+            payload = ''
+         end
          discarded[#discarded + 1] = queue_id
          discarded[#discarded + 1] = job_id
-         discarded[#discarded + 1] = payload or ''
+         discarded[#discarded + 1] = payload
          discarded[#discarded + 1] = -1
-         redis.call('HDEL', payload_key, queue .. ':' .. job_id)
+         redis.pcall('HDEL', payload_key, queue .. ':' .. job_id)
          redis.call('HDEL', remaining_key, job_id)
       else
          if remaining and remaining > -1 then
@@ -86,12 +89,12 @@ for _, member in ipairs(expired) do
          if redis.call('LPUSH', job_queue_key, job_id) == 1 then
             local ready_at = now
             local last_dequeue = tonumber(redis.pcall('GET', job_queue_key .. ':time'))
-            local interval = tonumber(redis.call('HGET', interval_key, queue))
+            local interval = tonumber(redis.pcall('HGET', interval_key, queue))
             if last_dequeue and interval then
                ready_at = last_dequeue + interval
             end
             redis.call('ZADD', ready_key, ready_at, queue_id)
-            redis.call('SADD', prefix .. ':ready:queue_type', queue_type)
+            redis.pcall('SADD', prefix .. ':ready:queue_type', queue_type)  -- an index for metrics
             if ready_at <= now then
                ready_now = ready_now + 1
             end
@@ -102,7 +105,7 @@ for _, member in ipairs(expired) do
 end
 
 if redis.call('EXISTS', active_key) == 0 then
-   redis.call('SREM', prefix .. ':active:queue_type', queue_type)
+   redis.pcall('SREM', prefix .. ':active:queue_type', queue_type)
 end
 if ready_now > 0 then
    redis.pcall('PUBLISH', prefix .. ':.wake:' .. queue_type, ready_now)

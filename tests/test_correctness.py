@@ -122,15 +122,26 @@ def test_reserved_names_are_refused_everywhere(client, r, call):
 def test_finish_refuses_a_batch_with_foreign_keys_and_changes_nothing(client, r):
     client.enqueue_many([job("j0"), job("j1", queue_id="q2")])
     jobs = client.dequeue_many(count=2)
-    r.set(f"{P}:default:q2:requeues_remaining", "not a hash")
+    r.set(f"{P}:t2:active", "not a zset")  # not SharQ's data
+    targets = [jobs[0], ("t2", "q", "x"), jobs[1]]
     before = raw_snapshot(r)
     with pytest.raises(BatchError, match="WRONGTYPE") as info:
-        client.finish_many(jobs)
-    assert info.value.refused == [0, 1] and info.value.done == 0
-    assert raw_snapshot(r) == before
+        client.finish_many(targets)
+    assert info.value.refused == [0, 1, 2] and info.value.done == 0
+    assert raw_snapshot(r) == before  # j0 was not finished half way
     with pytest.raises(BatchError) as info:  # a call per job: only the broken one is refused
-        client.finish_many(jobs, chunk_size=1)
-    assert info.value.refused == [1] and info.value.done == 1
+        client.finish_many(targets, chunk_size=1)
+    assert info.value.refused == [1] and info.value.done == 2
+
+
+def test_finish_of_a_job_whose_clean_up_keys_are_foreign_still_finishes(client, r):
+    """A write that cannot lose a job (deleting a requeue count) does not stop a finish."""
+    client.enqueue(**job("j0"))
+    got = client.dequeue()
+    r.set(f"{P}:default:q1:requeues_remaining", "not a hash")
+    assert client.finish_many([got]) == [True]
+    assert r.get(f"{P}:default:q1:requeues_remaining") == b"not a hash"
+    assert not r.exists(f"{P}:default:active", f"{P}:payload")
 
 
 def test_requeue_leaves_a_broken_queue_alone_and_does_the_rest(client, r, clock):

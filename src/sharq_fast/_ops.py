@@ -25,7 +25,7 @@ def replied_call(s: Settings, script: str, keys: Sequence[Any], body: bytes, arg
     """The RESP of one call of a state-changing script (reply cache first in KEYS, token
     and acknowledgements last in ARGV), and its token."""
     token, tail, tail_argc = s.tokens.tail()
-    head = _core.core.evalsha_head(s.sha[script], (s.tokens.key, *keys), argc + tail_argc)
+    head = _core.core.evalsha_head(s.sha[script], (f"{s.tokens.base}{token}", *keys), argc + tail_argc)
     return head + body + tail, token
 
 

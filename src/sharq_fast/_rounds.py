@@ -90,9 +90,9 @@ class ReplyTokens:
     """The tokens of one client's reply cache (``lua/_replies.lua``).
 
     Each call of a state-changing script carries a new token; Redis keeps its reply under
-    it, so a call resent after its reply was lost gets that reply instead of running again.
-    Calls also carry the tokens of replies already read, which Redis then forgets. A
-    forked child gets a cache of its own (tokens are counted per process)."""
+    the key base + token, so a call resent after its reply was lost gets that reply instead
+    of running again. Calls also carry the tokens of replies already read, which Redis then
+    forgets. A forked child gets a cache of its own (tokens are counted per process)."""
 
     def __init__(self, key_prefix: str) -> None:
         self._key_prefix = key_prefix
@@ -100,13 +100,14 @@ class ReplyTokens:
 
     def _reset(self) -> None:
         self._pid = os.getpid()
-        self.key = f"{self._key_prefix}:.replies:{uuid.uuid4().hex}"
+        #: A call's reply key is this base and its token.
+        self.base = f"{self._key_prefix}:.replies:{uuid.uuid4().hex}:"
         self._count: Iterator[int] = itertools.count(1)
         self._acks: Deque[int] = deque()
 
     def tail(self) -> Tuple[int, bytes, int]:
         """A new token and the RESP of the ARGV values that end a call: (token, bytes,
-        how many values)."""
+        how many values). The call's reply key is ``base + str(token)``."""
         if os.getpid() != self._pid:
             self._reset()
         token = next(self._count)
