@@ -224,3 +224,16 @@ def test_msgpack_payload_of_go_producer_with_bytes_keys(client, r):
     client.enqueue(**job("j1"))
     r.hset(f"{P}:payload", "default:q1:j1", raw)
     assert client.dequeue().payload == {b"k": "v"}
+
+
+def test_a_purge_cut_short_is_finished_by_requeue(client, r):
+    """clear_queue sets a long job list aside and purges it in steps; if its client dies
+    in between, the next requeue() finishes the purge."""
+    client.enqueue_many([job(f"j{i}") for i in range(5)])
+    aside = f"{P}:.purging:default:q1:dead"
+    r.rename(f"{P}:default:q1", aside)  # where clear_queue's first step leaves it
+    r.sadd(f"{P}:.purging", aside)
+    r.zrem(f"{P}:default", "q1")
+    client.requeue()
+    assert not r.exists(aside, f"{P}:.purging", f"{P}:payload", f"{P}:default:q1:requeues_remaining")
+    assert client.enqueue(**job("j1")) is True  # its ids are free again
