@@ -52,3 +52,19 @@ local function wrong_type(key, expected)
          .. ': nothing was changed')
    end
 end
+
+-- A queue that had no queued job and gets jobs back at its front (requeue, release)
+-- re-enters its ready set as SharQ's requeue puts it: at its time keeper (its last
+-- dequeue) + its interval when both exist, else now. True when it is ready now.
+local function back_in_ready_set(prefix, queue_type, queue_id, now)
+   local queue = queue_type .. ':' .. queue_id
+   local ready_at = now
+   local last_dequeue = tonumber(redis.pcall('GET', prefix .. ':' .. queue .. ':time'))
+   local interval = tonumber(redis.pcall('HGET', prefix .. ':interval', queue))
+   if last_dequeue and interval then
+      ready_at = last_dequeue + interval
+   end
+   redis.call('ZADD', prefix .. ':' .. queue_type, ready_at, queue_id)
+   redis.pcall('SADD', prefix .. ':ready:queue_type', queue_type)  -- an index for metrics
+   return ready_at <= now
+end

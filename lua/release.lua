@@ -16,7 +16,6 @@
 
 local prefix = KEYS[2]
 local now = tonumber(ARGV[1])
-local interval_key = prefix .. ':interval'
 
 -- Every score is read (and every active set vetted) before anything is written; the
 -- ready sets and job lists written afterwards are vetted here.
@@ -74,18 +73,8 @@ for _, queue in ipairs(order) do
    for k = #job_ids, 1, -1 do  -- LPUSH in reverse: the first released is served first
       length = redis.call('LPUSH', job_queue_key, job_ids[k])
    end
-   if length == #job_ids then
-      local ready_at = now
-      local last_dequeue = tonumber(redis.pcall('GET', job_queue_key .. ':time'))
-      local interval = tonumber(redis.pcall('HGET', interval_key, queue))
-      if last_dequeue and interval then
-         ready_at = last_dequeue + interval
-      end
-      redis.call('ZADD', ready_key, ready_at, queue_id)
-      redis.pcall('SADD', prefix .. ':ready:queue_type', queue_type)  -- an index for metrics
-      if ready_at <= now then
-         ready_now[queue_type] = (ready_now[queue_type] or 0) + 1
-      end
+   if length == #job_ids and back_in_ready_set(prefix, queue_type, queue_id, now) then
+      ready_now[queue_type] = (ready_now[queue_type] or 0) + 1
    end
 end
 

@@ -32,7 +32,6 @@ local offset = tonumber(ARGV[3])
 local ready_key = prefix .. ':' .. queue_type
 local active_key = ready_key .. ':active'
 local payload_key = prefix .. ':payload'
-local interval_key = prefix .. ':interval'
 
 -- The ready set is written after jobs left the active set: vetted first (the active set
 -- is vetted by the ZRANGEBYSCORE below; payload and interval reads are pcalls).
@@ -86,18 +85,9 @@ for _, member in ipairs(expired) do
             redis.call('HSET', remaining_key, job_id, remaining - 1)
          end
          -- Back to the front of its queue.
-         if redis.call('LPUSH', job_queue_key, job_id) == 1 then
-            local ready_at = now
-            local last_dequeue = tonumber(redis.pcall('GET', job_queue_key .. ':time'))
-            local interval = tonumber(redis.pcall('HGET', interval_key, queue))
-            if last_dequeue and interval then
-               ready_at = last_dequeue + interval
-            end
-            redis.call('ZADD', ready_key, ready_at, queue_id)
-            redis.pcall('SADD', prefix .. ':ready:queue_type', queue_type)  -- an index for metrics
-            if ready_at <= now then
-               ready_now = ready_now + 1
-            end
+         if redis.call('LPUSH', job_queue_key, job_id) == 1
+            and back_in_ready_set(prefix, queue_type, queue_id, now) then
+            ready_now = ready_now + 1
          end
          requeued = requeued + 1
       end

@@ -6,13 +6,17 @@ transport and returns the result; AsyncClient wraps every method here into a cor
 function whose ``_run`` drives it on the asyncio transport (see ``aio.py``).
 """
 
-from typing import Any, Iterable, List, Optional, Union
+from typing import Any, Callable, Iterable, List, Optional, Union
+
+import redis
+import redis.asyncio
 
 from . import _constants as C
 from . import _ops
 from . import _ops_queues as _queues
+from ._connect import from_config, redis_from
 from ._rounds import Op
-from ._settings import Settings
+from ._settings import Clock, Settings
 from .types import EnqueueResult, GlobalMetrics, Job, QueueMetrics, QueueTypeMetrics, RequeueResult
 
 #: The public methods that run an operation (AsyncClient makes coroutines of them).
@@ -29,12 +33,69 @@ def _first(op: Op[List[Any]]) -> Op[Any]:
 
 
 class Operations:
-    """The SharQ operations, single and batched; see Client for the settings."""
+    """The SharQ operations, single and batched, and the settings and connection both
+    clients are made with (see Client for the settings)."""
 
-    settings: Settings
+    #: Set by each client: whether it talks redis.asyncio, and its transport class.
+    _ASYNCIO = False
+    _TRANSPORT: Any = None
+    _REQUEUER: Any = None
 
-    def _run(self, op: Op[Any]) -> Any:  # pragma: no cover - each client has its own
-        raise NotImplementedError
+    def __init__(
+        self,
+        redis_or_url: Union[str, redis.Redis, redis.asyncio.Redis] = "redis://127.0.0.1:6379/0",
+        *,
+        key_prefix: str = C.DEFAULT_KEY_PREFIX,
+        job_expire_interval: int = C.DEFAULT_JOB_EXPIRE_INTERVAL,
+        job_requeue_interval: int = C.DEFAULT_JOB_REQUEUE_INTERVAL,
+        default_job_requeue_limit: int = C.DEFAULT_JOB_REQUEUE_LIMIT,
+        clock: Optional[Clock] = None,
+        requeuer: bool = False,
+        wait_poll_interval: float = C.DEFAULT_WAIT_POLL_INTERVAL,
+        retry_for: float = C.DEFAULT_RETRY_FOR,
+    ) -> None:
+        self.settings = Settings(
+            key_prefix=key_prefix,
+            job_expire_interval=job_expire_interval,
+            job_requeue_interval=job_requeue_interval,
+            default_job_requeue_limit=default_job_requeue_limit,
+            clock=clock,
+            wait_poll_interval=wait_poll_interval,
+            retry_for=retry_for,
+        )
+        self.redis, self._owns_redis = redis_from(redis_or_url, asyncio=self._ASYNCIO)
+        self._transport = self._TRANSPORT(self.redis, self.settings)
+        self._requeuer: Any = None
+        if requeuer:
+            self.start_requeuer()
+
+    @classmethod
+    def from_config(cls, path: str, **overrides: Any) -> Any:
+        """A client for the Redis and settings of a SharQ config file (sharq.conf);
+        keyword arguments override the file's settings."""
+        redis_client, settings = from_config(path, asyncio=cls._ASYNCIO)
+        client = cls(redis_client, **{**settings, **overrides})
+        client._owns_redis = True
+        return client
+
+    def _run(self, op: Op[Any]) -> Any:
+        return self._transport.run(op)
+
+    def start_requeuer(self, on_discard: Optional[Callable[[Job], None]] = None) -> None:
+        """Run requeue() in the background (a daemon thread for Client, a task of the
+        running loop for AsyncClient) while this process holds the requeue lock of the key
+        prefix (one requeuer at a time across processes): every job_requeue_interval,
+        sooner when a lease expires before. `on_discard` is called with each job discarded
+        for running out of requeues."""
+        if self._requeuer is not None and self._requeuer.is_alive():
+            return
+        self._requeuer = self._REQUEUER(self._transport, on_discard=on_discard)
+        self._requeuer.start()
+
+    @property
+    def closed(self) -> bool:
+        """True once close() was called."""
+        return self._transport.closed
 
     @property
     def key_prefix(self) -> str:

@@ -95,28 +95,14 @@ class SyncTransport:
         handle (for _collect to retry), any other error raised."""
         sent = _Sent(round, attempts or Attempts(self.settings.retry_for))
         try:
-            conn = self._acquire()  # redis-py's pool connects a connection it hands out
-        except BaseException as exc:
-            if not is_connection_error(exc):
-                raise
-            sent.error = exc
-            return sent
-        sent.conn = conn
-        try:
-            conn.connect()
-        except BaseException as exc:
-            self._release(conn, reusable=False)
-            sent.conn = None
-            if not is_connection_error(exc):
-                raise
-            sent.error = exc
-            return sent
-        try:
+            sent.conn = self._acquire()  # redis-py's pool connects a connection it hands out
+            sent.conn.connect()  # no-op if connected
             sent.attempts.reached = True  # from the first byte on, Redis may run it
-            conn.send_packed_command((b"".join(round.commands),), check_health=False)
+            sent.conn.send_packed_command((b"".join(round.commands),), check_health=False)
         except BaseException as exc:
-            self._release(conn, reusable=False)
-            sent.conn = None
+            if sent.conn is not None:
+                self._release(sent.conn, reusable=False)
+                sent.conn = None
             if not is_connection_error(exc):
                 raise
             sent.error = exc

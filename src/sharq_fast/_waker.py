@@ -13,7 +13,7 @@ import logging
 import os
 import threading
 import time
-from typing import Any, Dict
+from typing import Any, Dict, List
 
 log = logging.getLogger("sharq_fast.waker")
 
@@ -21,9 +21,23 @@ log = logging.getLogger("sharq_fast.waker")
 _LISTEN_TIMEOUT = 1.0
 
 
-def _channel(message: Any) -> str:
-    channel = message["channel"]
-    return channel.decode() if isinstance(channel, bytes) else channel
+def _woken(message: Any, known: Dict[str, int]) -> List[str]:
+    """The channels a pub/sub message wakes: its own for a wake-up; every known one when
+    the listener subscribed again after a reconnect (it may have missed wake-ups)."""
+    if message is None:
+        return []
+    if message["type"] == "pmessage":
+        channel = message["channel"]
+        return [channel.decode() if isinstance(channel, bytes) else channel]
+    if message["type"] == "psubscribe":
+        return list(known)
+    return []
+
+
+def _backoff(failures: int, exc: BaseException, known: Dict[str, int]) -> float:
+    """Log a lost listener connection; the pause before listening again."""
+    log.warning("wake-up listener lost its connection (%s); reconnecting", exc)
+    return min(0.05 * 2**failures, 1.0)
 
 
 class Waker:
@@ -59,6 +73,8 @@ class Waker:
             return self._counts.get(channel, 0)
 
     def _bump(self, channels: Any) -> None:
+        if not channels:
+            return
         with self._cond:
             for channel in channels:
                 self._counts[channel] = self._counts.get(channel, 0) + 1
@@ -73,17 +89,11 @@ class Waker:
                 if self._closed:
                     return
                 failures += 1
-                log.warning("wake-up listener lost its connection (%s); reconnecting", exc)
                 self._bump(list(self._counts))
-                time.sleep(min(0.05 * 2**failures, 1.0))
+                time.sleep(_backoff(failures, exc, self._counts))
                 continue
             failures = 0
-            if message is None:
-                continue
-            if message["type"] == "pmessage":
-                self._bump((_channel(message),))
-            elif message["type"] == "psubscribe":  # subscribed again after a reconnect
-                self._bump(list(self._counts))
+            self._bump(_woken(message, self._counts))
 
     def close(self) -> None:
         """Stop listening; waiters return at once."""
@@ -157,17 +167,11 @@ class AsyncWaker:
                 if self._closed:
                     return
                 failures += 1
-                log.warning("wake-up listener lost its connection (%s); reconnecting", exc)
                 self._bump(list(self._counts))
-                await asyncio.sleep(min(0.05 * 2**failures, 1.0))
+                await asyncio.sleep(_backoff(failures, exc, self._counts))
                 continue
             failures = 0
-            if message is None:
-                continue
-            if message["type"] == "pmessage":
-                self._bump((_channel(message),))
-            elif message["type"] == "psubscribe":
-                self._bump(list(self._counts))
+            self._bump(_woken(message, self._counts))
 
     async def close(self) -> None:
         """Stop listening; waiters return at once."""
