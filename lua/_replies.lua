@@ -22,6 +22,9 @@ if ACKS > 0 then
 end
 local cached = redis.call('HGET', REPLIES, TOKEN)
 if cached then
+   -- A write (replicated), so that a WAIT after this resend, on a connection that wrote
+   -- nothing else, waits for the replicas to have the first run's effects too.
+   redis.call('PEXPIRE', REPLIES, REPLY_TTL)
    return cmsgpack.unpack(cached)
 end
 

@@ -12,7 +12,7 @@ import redis.asyncio
 
 from . import _constants as C
 from ._api import OPERATIONS, Operations
-from ._connect import from_config, redis_from
+from ._connect import aclose_owned, from_config, redis_from
 from ._rounds import Op
 from ._settings import Clock, Settings
 from ._transport_aio import AsyncTransport
@@ -35,8 +35,10 @@ def _coroutine_methods(cls: type) -> type:
 
 @_coroutine_methods
 class AsyncClient(Operations):
-    """A SharQ client for asyncio: ``AsyncClient("redis://localhost:6379/0")``,
-    ``AsyncClient(redis.asyncio.Redis(...))`` or ``AsyncClient.from_config("sharq.conf")``;
+    """A SharQ client for asyncio: ``AsyncClient("redis://localhost:6379/0")`` (or a
+    ``redis+sentinel://`` URL), ``AsyncClient(redis.asyncio.Redis(...))`` (or a
+    ``redis.asyncio.sentinel.Sentinel(...).master_for(...)`` client) or
+    ``AsyncClient.from_config("sharq.conf")``;
     ``async with`` it, or ``await close()``. The methods and settings are Client's, as
     coroutines (see Client); ``enqueue_many`` also takes async iterables. Any number of
     tasks of one event loop may share it."""
@@ -52,6 +54,8 @@ class AsyncClient(Operations):
         clock: Optional[Clock] = None,
         wait_poll_interval: float = C.DEFAULT_WAIT_POLL_INTERVAL,
         retry_for: float = C.DEFAULT_RETRY_FOR,
+        replicas: int = C.DEFAULT_REPLICAS,
+        replica_timeout: float = C.DEFAULT_REPLICA_TIMEOUT,
     ) -> None:
         self.settings = Settings(
             key_prefix=key_prefix,
@@ -61,6 +65,8 @@ class AsyncClient(Operations):
             clock=clock,
             wait_poll_interval=wait_poll_interval,
             retry_for=retry_for,
+            replicas=replicas,
+            replica_timeout=replica_timeout,
         )
         self.redis, self._owns_redis = redis_from(redis_or_url, asyncio=True)
         self._transport = AsyncTransport(self.redis, self.settings)
@@ -100,7 +106,7 @@ class AsyncClient(Operations):
         await self.stop_requeuer()
         await self._transport.close()
         if self._owns_redis:
-            await self.redis.aclose()
+            await aclose_owned(self.redis)
 
     @property
     def closed(self) -> bool:

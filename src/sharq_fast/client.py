@@ -11,7 +11,7 @@ import redis
 
 from . import _constants as C
 from ._api import Operations
-from ._connect import from_config, redis_from
+from ._connect import close_owned, from_config, redis_from
 from ._rounds import Op
 from ._settings import Clock, Settings
 from ._transport import SyncTransport
@@ -20,15 +20,20 @@ from .types import Job
 
 
 class Client(Operations):
-    """A SharQ client. ``Client("redis://localhost:6379/0")``, ``Client(redis.Redis(...))``
-    or ``Client.from_config("sharq.conf")``; close it (or use it as a context manager).
+    """A SharQ client. ``Client("redis://localhost:6379/0")``, through Redis Sentinel
+    ``Client("redis+sentinel://host1:26379,host2:26379/mymaster/0")``,
+    ``Client(redis.Redis(...))`` (or a ``Sentinel(...).master_for(...)`` client) or
+    ``Client.from_config("sharq.conf")``; close it (or use it as a context manager).
 
     Thread-safe: each call takes a connection for the time of its round trip. Settings:
     `job_expire_interval` (ms a dequeued job may stay unfinished), `job_requeue_interval`
     (ms between requeuer runs), `default_job_requeue_limit` (-1: no limit), `clock` (ms
     since the epoch; inject one in tests), `wait_poll_interval` (s: how often a waiting
     dequeue looks for jobs that came without a wake-up), `retry_for` (s: how long a round
-    whose connection failed is sent again before OutcomeUnknownError)."""
+    whose connection failed is sent again before OutcomeUnknownError; to ride through a
+    Sentinel failover, longer than the failover takes), `replicas` (enqueues, dequeues and
+    finishes wait until that many replicas have them: WAIT, see ReplicationError) and
+    `replica_timeout` (s: how long they wait; keep it below socket_timeout)."""
 
     def __init__(
         self,
@@ -42,6 +47,8 @@ class Client(Operations):
         requeuer: bool = False,
         wait_poll_interval: float = C.DEFAULT_WAIT_POLL_INTERVAL,
         retry_for: float = C.DEFAULT_RETRY_FOR,
+        replicas: int = C.DEFAULT_REPLICAS,
+        replica_timeout: float = C.DEFAULT_REPLICA_TIMEOUT,
     ) -> None:
         self.settings = Settings(
             key_prefix=key_prefix,
@@ -51,6 +58,8 @@ class Client(Operations):
             clock=clock,
             wait_poll_interval=wait_poll_interval,
             retry_for=retry_for,
+            replicas=replicas,
+            replica_timeout=replica_timeout,
         )
         self.redis, self._owns_redis = redis_from(redis_or_url, asyncio=False)
         self._transport = SyncTransport(self.redis, self.settings)
@@ -96,7 +105,7 @@ class Client(Operations):
         self.stop_requeuer()
         self._transport.close()
         if self._owns_redis:
-            self.redis.close()
+            close_owned(self.redis)
 
     @property
     def closed(self) -> bool:
