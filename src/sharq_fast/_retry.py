@@ -34,12 +34,13 @@ from redis.exceptions import (
 )
 
 from ._rounds import Round
-from .exceptions import OutcomeUnknownError
+from .exceptions import OutcomeUnknownError, UnknownMasterError
 
 #: Errors of a connection: the round may be sent again on a new one.
 CONNECTION_ERRORS = (ConnectionError, TimeoutError, OSError)
-#: ... except these, which a new connection would meet again.
-FINAL_ERRORS = (AuthenticationError, AuthorizationError, MaxConnectionsError)
+#: ... except these, which a new connection would meet again (a wrong password, a master
+#: name no sentinel monitors: SentinelAuthenticationError is an AuthenticationError).
+FINAL_ERRORS = (AuthenticationError, AuthorizationError, MaxConnectionsError, UnknownMasterError)
 #: Error replies of a command that did not run and may run a moment later.
 TRANSIENT_PREFIXES = ("MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "LOADING")
 
