@@ -44,8 +44,9 @@ FINAL_ERRORS = (AuthenticationError, AuthorizationError, MaxConnectionsError, Un
 #: Error replies of a command that did not run and may run a moment later.
 TRANSIENT_PREFIXES = ("MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "LOADING")
 
-#: Pauses between attempts (seconds); the last one repeats.
-BACKOFF = (0.0, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
+#: Pauses between attempts (seconds); the last one repeats. Short, so that a client finds a
+#: new master soon after the sentinels name it (a try is one connect, or a refusal).
+BACKOFF = (0.0, 0.02, 0.05, 0.1, 0.2, 0.25)
 
 
 def is_connection_error(exc: BaseException) -> bool:

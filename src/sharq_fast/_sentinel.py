@@ -22,6 +22,7 @@ import redis.asyncio.sentinel
 import redis.sentinel
 from redis.backoff import NoBackoff
 from redis.connection import parse_url
+from redis.asyncio.retry import Retry as AsyncRetry
 from redis.retry import Retry
 
 from .exceptions import BadArgumentException, MasterNotFoundError, SentinelAuthenticationError, UnknownMasterError
@@ -110,24 +111,26 @@ def _redact(url: str) -> str:
     return f"{SCHEME}***@{tail}" if at else url
 
 
-def _sentinel_options(spec: SentinelSpec) -> Dict[str, Any]:
-    options: Dict[str, Any] = {
-        "socket_timeout": SENTINEL_SOCKET_TIMEOUT,
-        "socket_connect_timeout": SENTINEL_SOCKET_TIMEOUT,
-        # One try per sentinel: the search goes on to the next sentinel, and the
-        # transports retry the whole connection (redis-py's default would retry a dead
-        # sentinel ten times first).
-        "retry": Retry(NoBackoff(), 0),
-    }
-    options.update(spec.sentinel_kwargs)
-    return options
+def _no_retry(asyncio: bool) -> Any:
+    return (AsyncRetry if asyncio else Retry)(NoBackoff(), 0)
 
 
 def master_client(spec: SentinelSpec, asyncio: bool) -> Any:
     """A new redis-py client (sync or asyncio) of the master the sentinels name; close it
-    with ``close_sentinels`` too (its sentinel connections are not the pool's)."""
+    with ``close_sentinels`` too (its sentinel connections are not the pool's).
+
+    Its connections make one try each: the transports retry (``_retry``), asking the
+    sentinels again every time. redis-py's default (ten tries with backoff up to 1 s,
+    inside each of ours) made a client follow a new master up to a second late. One try
+    per sentinel too: the search goes on to the next one at once."""
     kind = _AsyncSentinel if asyncio else _SyncSentinel
-    sentinel = kind(spec.sentinels, sentinel_kwargs=_sentinel_options(spec), **spec.redis_kwargs)
+    sentinel_options: Dict[str, Any] = {
+        "socket_timeout": SENTINEL_SOCKET_TIMEOUT,
+        "socket_connect_timeout": SENTINEL_SOCKET_TIMEOUT,
+        "retry": _no_retry(asyncio),
+        **spec.sentinel_kwargs,
+    }
+    sentinel = kind(spec.sentinels, sentinel_kwargs=sentinel_options, **{"retry": _no_retry(asyncio), **spec.redis_kwargs})
     return sentinel.master_for(spec.master)
 
 
@@ -197,33 +200,61 @@ def explain(master: str, answers: List[Tuple[str, Any]]) -> Exception:
     )
 
 
+def _master_address(reply: Any, force_ip: Optional[str]) -> Optional[Address]:
+    """(host, port) of a GET-MASTER-ADDR-BY-NAME reply; None for an unknown name."""
+    if not reply:
+        return None
+    host, port = reply[0], reply[1]
+    host = host.decode() if isinstance(host, bytes) else str(host)
+    return (force_ip if force_ip is not None else host), int(port)
+
+
 class _SyncSentinel(redis.sentinel.Sentinel):
-    """redis-py's Sentinel, with a clear error when no master is found."""
+    """redis-py's Sentinel, asking for the master as the Sentinel client guide says, and
+    with a clear error when none is found.
+
+    ``SENTINEL GET-MASTER-ADDR-BY-NAME`` names the promoted replica as soon as it is the
+    master, while redis-py's ``SENTINEL MASTERS`` goes on naming the old master until the
+    failover has reconfigured every replica (a second or more, during which the old
+    master, once demoted, refuses writes). A master that is down but not yet replaced is
+    named too: connecting to it fails, and the transports try again."""
 
     def discover_master(self, service_name: str) -> Address:
-        try:
-            return super().discover_master(service_name)
-        except redis.sentinel.MasterNotFoundError:
-            answers: List[Tuple[str, Any]] = []
-            for sentinel in self.sentinels:
-                try:
-                    answers.append((_address(sentinel), sentinel.sentinel_masters()))
-                except (redis.ConnectionError, redis.TimeoutError) as exc:
-                    answers.append((_address(sentinel), exc))
-            raise explain(service_name, answers) from None
+        for index, sentinel in enumerate(self.sentinels):
+            try:
+                reply = sentinel.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", service_name)
+            except (redis.ConnectionError, redis.TimeoutError):
+                continue
+            address = _master_address(reply, getattr(self, "_force_master_ip", None))
+            if address is not None:
+                self.sentinels[0], self.sentinels[index] = sentinel, self.sentinels[0]  # ask it first next time
+                return address
+        answers: List[Tuple[str, Any]] = []
+        for sentinel in self.sentinels:
+            try:
+                answers.append((_address(sentinel), sentinel.sentinel_masters()))
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                answers.append((_address(sentinel), exc))
+        raise explain(service_name, answers)
 
 
 class _AsyncSentinel(redis.asyncio.sentinel.Sentinel):
-    """redis-py's asyncio Sentinel, with a clear error when no master is found."""
+    """redis-py's asyncio Sentinel, asking for the master as _SyncSentinel does."""
 
     async def discover_master(self, service_name: str) -> Address:
-        try:
-            return await super().discover_master(service_name)
-        except redis.asyncio.sentinel.MasterNotFoundError:
-            answers: List[Tuple[str, Any]] = []
-            for sentinel in self.sentinels:
-                try:
-                    answers.append((_address(sentinel), await sentinel.sentinel_masters()))
-                except (redis.ConnectionError, redis.TimeoutError) as exc:
-                    answers.append((_address(sentinel), exc))
-            raise explain(service_name, answers) from None
+        for index, sentinel in enumerate(self.sentinels):
+            try:
+                reply = await sentinel.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", service_name)
+            except (redis.ConnectionError, redis.TimeoutError):
+                continue
+            address = _master_address(reply, getattr(self, "_force_master_ip", None))
+            if address is not None:
+                self.sentinels[0], self.sentinels[index] = sentinel, self.sentinels[0]
+                return address
+        answers: List[Tuple[str, Any]] = []
+        for sentinel in self.sentinels:
+            try:
+                answers.append((_address(sentinel), await sentinel.sentinel_masters()))
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                answers.append((_address(sentinel), exc))
+        raise explain(service_name, answers)
