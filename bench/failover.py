@@ -1,6 +1,6 @@
 """Failover and replication measurements (a script, not part of the test run):
 
-    .venv/bin/python bench/failover.py [--kills 5] [--n 20000] [--reps 5] [--out docs/ha.json]
+    .venv/bin/python bench/failover.py [--kills 5] [--failovers 5] [--reps 15] [--out docs/ha.json]
 
 1. Master killed (SIGKILL): a sync Client and an AsyncClient, both through the
    ``redis+sentinel://`` URL, enqueue one job after another; the time from the kill to
@@ -168,29 +168,34 @@ def graceful(count: int) -> List[Dict[str, Any]]:
 
 
 def replicas_cost(n: int, singles: int, reps: int) -> Dict[str, Any]:
+    """Pairs of runs without and with replicas=1, back to back (the order alternating),
+    so that each pair sees the same load; the ratio of each pair, and their median."""
     rates: Dict[str, List[float]] = {f"{what}_replicas{r}": [] for what in ("enqueue_many", "enqueue") for r in (0, 1)}
     with RedisSentinelSet(replicas=1, sentinels=3) as sentinel_set:
-        client = Client(sentinel_set.url)
+        clients = {replicas: Client(sentinel_set.url, replicas=replicas) for replicas in (0, 1)}
         master = sentinel_set.server(sentinel_set.master_address()[1]).client()
-        client.load_scripts()
+        clients[0].load_scripts()
         for rep in range(reps):
             for replicas in ((0, 1) if rep % 2 == 0 else (1, 0)):
+                client = clients[replicas]
                 master.flushall()
                 master.execute_command("WAIT", 1, 5000)
                 started = time.perf_counter()
-                result = client.enqueue_many((job(i) for i in range(n)), replicas=replicas)
+                result = client.enqueue_many(job(i) for i in range(n))
                 rates[f"enqueue_many_replicas{replicas}"].append(n / (time.perf_counter() - started))
                 assert result.enqueued == n
-                one = Client(client.redis, replicas=replicas)
                 started = time.perf_counter()
                 for i in range(singles):
-                    one.enqueue(**job(n + i))
+                    client.enqueue(**job(n + i))
                 rates[f"enqueue_replicas{replicas}"].append(singles / (time.perf_counter() - started))
         master.close()
-        client.close()
+        for client in clients.values():
+            client.close()
     summary: Dict[str, Any] = {key: round(statistics.median(values)) for key, values in rates.items()}
     for what in ("enqueue_many", "enqueue"):
-        summary[f"{what}_ratio"] = round(summary[f"{what}_replicas1"] / summary[f"{what}_replicas0"], 3)
+        ratios = [a / b for a, b in zip(rates[f"{what}_replicas1"], rates[f"{what}_replicas0"])]
+        summary[f"{what}_ratio_median_of_pairs"] = round(statistics.median(ratios), 3)
+        summary[f"{what}_ratio_pairs"] = [round(r, 3) for r in ratios]
     summary["runs"] = {key: [round(v) for v in values] for key, values in rates.items()}
     print(f"replicas cost: {summary}", file=sys.stderr)
     return summary
@@ -200,18 +205,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--kills", type=int, default=5)
     parser.add_argument("--failovers", type=int, default=5)
-    parser.add_argument("--n", type=int, default=20000, help="jobs per enqueue_many run")
-    parser.add_argument("--singles", type=int, default=2000, help="single enqueues per run")
-    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--n", type=int, default=4000, help="jobs per enqueue_many run")
+    parser.add_argument("--singles", type=int, default=200, help="single enqueues per run")
+    parser.add_argument("--reps", type=int, default=40, help="pairs of runs without and with replicas=1")
     parser.add_argument("--out", help="write the results here (JSON)")
     args = parser.parse_args()
-    results = {
+    results: Dict[str, Any] = {
         "kill": kills(args.kills),
         "failover": graceful(args.failovers),
         "replicas_cost": replicas_cost(args.n, args.singles, args.reps),
     }
     for key in ("sentinels_named_new_master_s", "sync_first_success_s", "async_first_success_s"):
         results[f"kill_median_{key}"] = statistics.median(run[key] for run in results["kill"])
+    for key in ("sync_longest_call_s", "async_longest_call_s"):
+        results[f"failover_median_{key}"] = statistics.median(run[key] for run in results["failover"])
     text = json.dumps(results, indent=2)
     print(text)
     if args.out:
