@@ -14,7 +14,7 @@ from redis.exceptions import ResponseError
 from . import _constants as C
 from . import _core
 from . import _replication as replication
-from ._rounds import Collect, Draw, Op, Round, Send, Wait, Watch
+from ._rounds import Collect, Draw, Op, Send, Wait, Watch
 from ._settings import Settings, positive_ms, seconds
 from .exceptions import BadArgumentException, BatchError, OutcomeUnknownError, ReplicationError
 from .types import EnqueueResult, Job

@@ -12,7 +12,7 @@ own credentials are the options ``sentinel_password`` and ``sentinel_username`` 
 sends the URL's password to the sentinels too: give it there again if yours need it).
 """
 
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 from urllib.parse import unquote
 
 import msgspec
