@@ -3,7 +3,8 @@ going through ``SENTINEL FAILOVER`` and through the master's SIGKILL; every ackn
 is delivered, none twice except by lease expiry; waiting dequeues and the requeuer follow
 the new master; scripts are loaded there again. And the property under it all: a call
 resent after its reply was lost gets its first reply on the new master when its write was
-replicated, and runs there when it was not."""
+replicated, and runs there when it was not. And a call made while Redis is away waits for
+it (the sync transport used to give up at once when the pool could not connect)."""
 
 import threading
 import time
@@ -204,3 +205,23 @@ def test_waiting_dequeues_follow_the_new_master(sentinel_set_2: RedisSentinelSet
         producer.enqueue(queue_type=QT, queue_id="w", job_id=f"after-{failure.__name__}", payload=1, interval=0)
         thread.join(90)
         assert [job.job_id for job in got] == [f"after-{failure.__name__}"]
+
+
+# -- a Redis that is away for a moment ------------------------------------------------------
+
+
+def test_a_call_waits_while_redis_is_away(make_client: Any) -> None:
+    """Connections that cannot be made (the pool's connect refused) are tried again within
+    retry_for, as lost connections are: a call made while Redis is down returns once it is
+    back, on both transports."""
+    with RedisServer() as server:
+        q = make_client(server.url, clock=None, retry_for=30)
+        assert q.enqueue(queue_type=QT, queue_id="r", job_id="before", payload=1, interval=0)
+        server.kill()
+        back = threading.Timer(0.5, server.start)
+        back.start()
+        try:
+            assert q.enqueue(queue_type=QT, queue_id="r", job_id="after", payload=1, interval=0) is True
+        finally:
+            back.join()
+        assert q.queue_length(QT, "r") == 1  # the restart lost "before" (no AOF): this is the new one
