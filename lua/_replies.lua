@@ -28,6 +28,9 @@ if ACKS > 0 then
 end
 local cached = redis.call('GET', KEYS[1])
 if cached then
+   -- A write (replicated), so that a WAIT after this resend, on a connection that wrote
+   -- nothing else, waits for the replicas to have the first run's effects too.
+   redis.call('PEXPIRE', KEYS[1], REPLY_TTL)
    return cmsgpack.unpack(cached)
 end
 

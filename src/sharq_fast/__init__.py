@@ -9,6 +9,7 @@ from .exceptions import (
     ClientClosedError,
     ConfigError,
     OutcomeUnknownError,
+    ReplicationError,
     SharqException,
 )
 from .sharq import SharQ
@@ -46,6 +47,7 @@ __all__ = [
     "ClientClosedError",
     "ConfigError",
     "OutcomeUnknownError",
+    "ReplicationError",
     "EnqueueResult",
     "GlobalMetrics",
     "Job",

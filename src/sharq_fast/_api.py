@@ -53,6 +53,8 @@ class Operations:
         requeuer: bool = False,
         wait_poll_interval: float = C.DEFAULT_WAIT_POLL_INTERVAL,
         retry_for: float = C.DEFAULT_RETRY_FOR,
+        replicas: int = C.DEFAULT_REPLICAS,
+        replica_timeout: float = C.DEFAULT_REPLICA_TIMEOUT,
     ) -> None:
         self.settings = Settings(
             key_prefix=key_prefix,
@@ -62,6 +64,8 @@ class Operations:
             clock=clock,
             wait_poll_interval=wait_poll_interval,
             retry_for=retry_for,
+            replicas=replicas,
+            replica_timeout=replica_timeout,
         )
         self.redis, self._owns_redis = redis_from(redis_or_url, asyncio=self._ASYNCIO)
         self._transport = self._TRANSPORT(self.redis, self.settings)
@@ -180,6 +184,7 @@ class Operations:
         *,
         chunk_size: int = C.DEFAULT_CHUNK_SIZE,
         pipeline_depth: int = C.DEFAULT_PIPELINE_DEPTH,
+        replicas: Optional[int] = None,
     ) -> EnqueueResult:
         """Enqueue jobs (dicts with enqueue's argument names, or JobRequest objects) from
         any iterable (AsyncClient: or async iterable), in rounds of `chunk_size` x
@@ -190,8 +195,12 @@ class Operations:
 
         Each chunk is validated before any of it is sent. A bad job raises
         BadArgumentException with its index and field; the chunks before it are enqueued
-        (its ``enqueued`` says how many jobs), nothing of its chunk or after it is written."""
-        return self._run(_ops.enqueue_many(self.settings, jobs, chunk_size, pipeline_depth))
+        (its ``enqueued`` says how many jobs), nothing of its chunk or after it is written.
+
+        `replicas` (default: the client's): each round ends with ``WAIT replicas``; the
+        jobs of rounds it did not confirm in time are listed (input positions) in the
+        ReplicationError raised once every round was sent: send those again."""
+        return self._run(_ops.enqueue_many(self.settings, jobs, chunk_size, pipeline_depth, replicas))
 
     def dequeue_many(
         self, queue_type: str = C.DEFAULT_QUEUE_TYPE, count: int = 100, *, timeout: Optional[float] = None
@@ -201,12 +210,15 @@ class Operations:
         `timeout` (seconds), wait up to that long while none is ready."""
         return self._run(_ops.dequeue_many(self.settings, queue_type, count, timeout))
 
-    def finish_many(self, jobs: Iterable[Any], *, chunk_size: int = C.DEFAULT_CHUNK_SIZE) -> List[bool]:
+    def finish_many(
+        self, jobs: Iterable[Any], *, chunk_size: int = C.DEFAULT_CHUNK_SIZE, replicas: Optional[int] = None
+    ) -> List[bool]:
         """Finish jobs in one round trip, `chunk_size` a script call; one bool per job. A
         Job is finished only while its lease is the one dequeue gave (never another
         consumer's later delivery of it); a (queue_type, queue_id, job_id) tuple whenever
-        the job is active, as finish(). All are validated first: a bad one changes nothing."""
-        return self._run(_ops.finish_many(self.settings, jobs, chunk_size))
+        the job is active, as finish(). All are validated first: a bad one changes nothing.
+        `replicas` (default: the client's): unconfirmed by WAIT, ReplicationError."""
+        return self._run(_ops.finish_many(self.settings, jobs, chunk_size, replicas))
 
     def extend_many(self, jobs: Iterable[Job], ms: int, *, chunk_size: int = C.DEFAULT_CHUNK_SIZE) -> List[bool]:
         """extend() for many Jobs in one round trip; one bool per job."""

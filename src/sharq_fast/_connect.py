@@ -6,10 +6,12 @@ from typing import Any, Dict, Tuple
 import redis
 import redis.asyncio
 
+from . import _sentinel
 from .config import SharqConfig, read_config
 from .exceptions import BadArgumentException
 
 _SCHEMES = ("redis://", "rediss://", "unix://")
+_NAMES = "redis://, rediss://, unix://, redis+sentinel://"
 
 
 def redis_from(target: Any, asyncio: bool) -> Tuple[Any, bool]:
@@ -17,28 +19,46 @@ def redis_from(target: Any, asyncio: bool) -> Tuple[Any, bool]:
     client the caller closes; a redis-py client of the right kind is used as it is."""
     kind = redis.asyncio.Redis if asyncio else redis.Redis
     if isinstance(target, str):
+        if target.startswith(_sentinel.SCHEME):
+            return _sentinel.master_client(_sentinel.parse_sentinel_url(target), asyncio), True
         if not target.startswith(_SCHEMES):
-            raise BadArgumentException(
-                f"unsupported Redis URL {target!r}: use redis://, rediss:// or unix://"
-            )
+            raise BadArgumentException(f"unsupported Redis URL {target!r}: use {_NAMES}")
         return kind.from_url(target), True
     if isinstance(target, kind):
         return target, False
     name = "AsyncClient" if asyncio else "Client"
     raise BadArgumentException(
-        f"{name}() takes a Redis URL (redis://, rediss://, unix://) or a {kind.__module__}.Redis, "
-        f"not {type(target).__name__}"
+        f"{name}() takes a Redis URL ({_NAMES}) or a {kind.__module__}.Redis, not {type(target).__name__}"
     )
+
+
+def redis_for_config(config: SharqConfig, asyncio: bool) -> Any:
+    """A new redis-py client for the Redis a SharQ config describes."""
+    if config.sentinel is not None:
+        return _sentinel.master_client(config.sentinel, asyncio)
+    kind = redis.asyncio.Redis if asyncio else redis.Redis
+    return kind(**config.redis)
 
 
 def from_config(path: str, asyncio: bool) -> Tuple[Any, Dict[str, Any]]:
     """(a new redis-py client, the client settings) of a SharQ config file."""
     config: SharqConfig = read_config(path)
-    kind = redis.asyncio.Redis if asyncio else redis.Redis
     settings = {
         "key_prefix": config.key_prefix,
         "job_expire_interval": config.job_expire_interval,
         "job_requeue_interval": config.job_requeue_interval,
         "default_job_requeue_limit": config.default_job_requeue_limit,
     }
-    return kind(**config.redis), settings
+    return redis_for_config(config, asyncio), settings
+
+
+def close_owned(redis_client: Any) -> None:
+    """Close a sync redis-py client this package made (and its sentinel connections)."""
+    redis_client.close()
+    _sentinel.close_sentinels(redis_client)
+
+
+async def aclose_owned(redis_client: Any) -> None:
+    """Close an asyncio redis-py client this package made (and its sentinel connections)."""
+    await redis_client.aclose()
+    await _sentinel.aclose_sentinels(redis_client)

@@ -15,6 +15,13 @@ DEFAULT_JOB_REQUEUE_LIMIT = -1
 DEFAULT_WAIT_POLL_INTERVAL = 1.0
 #: Seconds a round whose connection failed is sent again before OutcomeUnknownError.
 DEFAULT_RETRY_FOR = 10.0
+#: Replicas a write must reach (WAIT) before it counts as done; 0: none (asynchronous
+#: replication, Redis' default).
+DEFAULT_REPLICAS = 0
+#: Seconds a write waits for those replicas before ReplicationError.
+DEFAULT_REPLICA_TIMEOUT = 1.0
+#: Most replicas a write may ask for (a sanity bound: WAIT takes any number).
+MAX_REPLICAS = 1000
 
 #: Largest interval, requeue limit, job_expire_interval or lease (ms) accepted: Redis' Lua
 #: computes with doubles, which hold integers exactly only up to 2**53 - 1.

@@ -13,9 +13,10 @@ from redis.exceptions import ResponseError
 
 from . import _constants as C
 from . import _core
-from ._rounds import Collect, Draw, Op, Round, Send, Wait, Watch
+from . import _replication as replication
+from ._rounds import Collect, Draw, Op, Send, Wait, Watch
 from ._settings import Settings, positive_ms, seconds
-from .exceptions import BadArgumentException, BatchError, OutcomeUnknownError
+from .exceptions import BadArgumentException, BatchError, OutcomeUnknownError, ReplicationError
 from .types import EnqueueResult, Job
 
 # -- calls ------------------------------------------------------------------------------
@@ -82,16 +83,25 @@ def enqueue(s: Settings, job: Any) -> Op[bool]:
     """Enqueue one job (a dict of enqueue's arguments): True, or False for a duplicate."""
     bodies, _ = _core.core.enqueue_chunks(s.clock(), (job,), s.default_job_requeue_limit, -1, 1)
     command, token = replied_call(s, "enqueue", (s.key_prefix,), bodies[0], 7)
-    (reply,) = yield Round((command,))
+    replies, reached = replication.split((yield replication.write_round(s, (command,), s.replicas)), s.replicas)
     s.tokens.read((token,))
-    return not checked(reply)
+    queued = not checked(replies[0])
+    if not replication.confirmed(reached, s.replicas):
+        raise replication.error(s, "enqueue", [0], queued, s.replicas, reached,
+                                "enqueue it again (if it survived, enqueue answers False: a duplicate)")
+    return queued
 
 
-def enqueue_many(s: Settings, jobs: Iterable[Any], chunk_size: int, pipeline_depth: int) -> Op[EnqueueResult]:
+def enqueue_many(
+    s: Settings, jobs: Iterable[Any], chunk_size: int, pipeline_depth: int, replicas: Any = None
+) -> Op[EnqueueResult]:
     """Enqueue jobs from any iterable (or async iterable) in rounds of chunk_size x
     pipeline_depth jobs, packing the next round while Redis runs the current one. The
-    iterable is drawn only while no reply is pending: it may itself use the client."""
+    iterable is drawn only while no reply is pending: it may itself use the client.
+    With replicas, each round ends with a WAIT; a round it does not confirm (after the
+    transport sent it again for retry_for) stops the call with ReplicationError."""
     chunk_size = check_batching(chunk_size, pipeline_depth)
+    replicas = replication.replicas_for(s, replicas)
     round_size = chunk_size * pipeline_depth
     source = jobs.__aiter__() if hasattr(jobs, "__aiter__") else iter(jobs)
     result = EnqueueResult(enqueued=0, duplicates=[])
@@ -102,23 +112,26 @@ def enqueue_many(s: Settings, jobs: Iterable[Any], chunk_size: int, pipeline_dep
         while batch:
             commands, positions, tokens, error = _pack_round(s, batch, start, chunk_size)
             if in_flight is not None:
-                yield from _land_round(s, in_flight, result)
+                yield from _land_round(s, in_flight, result, replicas)
                 in_flight = None
             # Drawn while nothing is in flight: the iterable may itself use this client.
             following = (yield Draw(source, round_size)) if len(batch) == round_size else []
             if commands:
-                in_flight = ((yield Send(Round(commands))), positions, tokens, start)
+                in_flight = ((yield Send(replication.write_round(s, commands, replicas))), positions, tokens, start)
             if error is not None:
                 if in_flight is not None:
-                    yield from _land_round(s, in_flight, result)
+                    yield from _land_round(s, in_flight, result, replicas)
                     in_flight = None
                 error.enqueued = result.enqueued
                 raise error
             start += len(batch)
             batch = following
         if in_flight is not None:
-            yield from _land_round(s, in_flight, result)
+            yield from _land_round(s, in_flight, result, replicas)
         return result
+    except ReplicationError as exc:
+        exc.resume_from = start  # nothing from here on was sent
+        raise
     except OutcomeUnknownError as exc:
         lost = in_flight[3] if in_flight is not None else start
         raise OutcomeUnknownError(
@@ -150,13 +163,14 @@ def _pack_round(s: Settings, batch: List[Any], start: int, chunk_size: int) -> A
     return commands, positions, tokens, error
 
 
-def _land_round(s: Settings, in_flight: Any, result: EnqueueResult) -> Op[None]:
+def _land_round(s: Settings, in_flight: Any, result: EnqueueResult, replicas: int) -> Op[None]:
     handle, positions, tokens, start = in_flight
-    replies = yield Collect(handle)
+    replies, reached = replication.split((yield Collect(handle)), replicas)
     s.tokens.read(tokens)
     refused: List[int] = []
     errors = []
     duplicates = []
+    ran: List[int] = []
     for reply, part in zip(replies, positions):
         if isinstance(reply, ResponseError):
             errors.append(reply)
@@ -164,6 +178,7 @@ def _land_round(s: Settings, in_flight: Any, result: EnqueueResult) -> Op[None]:
             continue
         result.enqueued += len(part) - len(reply)
         duplicates.extend(start + part[position - 1] for position in reply)
+        ran.extend(start + offset for offset in part)
     result.duplicates.extend(sorted(duplicates))
     if errors:
         raise BatchError(
@@ -171,6 +186,13 @@ def _land_round(s: Settings, in_flight: Any, result: EnqueueResult) -> Op[None]:
             "enqueued (the refused ones are in .refused)",
             done=result.enqueued,
             refused=sorted(refused),
+        )
+    if not replication.confirmed(reached, replicas):
+        result.unconfirmed.extend(sorted(ran))
+        raise replication.error(
+            s, "enqueue_many", result.unconfirmed, result, replicas, reached,
+            f"{result.enqueued} jobs were enqueued (in .result); send the unconfirmed ones again, and those from "
+            "input position .resume_from on (jobs that survived are refused as duplicates)",
         )
 
 
@@ -210,12 +232,13 @@ def _dequeue_round(s: Settings, queue_type: str, count: int, now: int) -> Op[Tup
         for done in range(0, count, C.MAX_DEQUEUE_PER_CALL)
     ]
     try:
-        replies = yield Round([command for command, _ in calls])
+        replies = yield replication.write_round(s, [command for command, _ in calls], s.replicas)
     except OutcomeUnknownError as exc:
         raise OutcomeUnknownError(
             f"{exc}; dequeue: if Redis ran it, the jobs it took are active and come back "
             "by requeue after job_expire_interval"
         ) from exc
+    replies, reached = replication.split(replies, s.replicas)
     s.tokens.read([token for _, token in calls])
     jobs: List[Job] = []
     next_ready = -1
@@ -226,6 +249,12 @@ def _dequeue_round(s: Settings, queue_type: str, count: int, now: int) -> Op[Tup
         else:
             next_ready = reply[0]
             jobs.extend(_core.core.parse_jobs(reply, queue_type, 2, reply[1]))
+    if jobs and not replication.confirmed(reached, s.replicas):
+        raise replication.error(
+            s, "dequeue", list(range(len(jobs))), jobs, s.replicas, reached,
+            "the jobs (in .result) are active: finish or release them; if a failover loses this dequeue, "
+            "they are delivered again",
+        )
     if error is not None:
         raise BatchError(
             f"Redis refused a dequeue: {error}; {len(jobs)} jobs were dequeued (in .jobs)",
@@ -245,11 +274,19 @@ def dequeue(s: Settings, queue_type: Any, timeout: Any) -> Op[Optional[Job]]:
 
 
 def _job_ref_rounds(
-    s: Settings, script: str, jobs: Sequence[Any], chunk_size: int, need_lease: bool, head_args: Sequence[Any]
+    s: Settings,
+    script: str,
+    jobs: Sequence[Any],
+    chunk_size: int,
+    need_lease: bool,
+    head_args: Sequence[Any],
+    replicas: int = 0,
 ) -> Op[List[Any]]:
     """Run `script` over `jobs` (validated first: a bad one raises and changes nothing),
     `chunk_size` jobs a call, all in one round trip: one reply value per job. Errors name
-    a job's position in `jobs`, but for a single job given as arguments (chunk_size 0)."""
+    a job's position in `jobs`, but for a single job given as arguments (chunk_size 0).
+    With replicas, the round ends with a WAIT: unconfirmed, ReplicationError (its result:
+    the reply values)."""
     single = chunk_size == 0
     chunk_size = chunk_size or 1
     starts = range(0, len(jobs), chunk_size)
@@ -262,13 +299,14 @@ def _job_ref_rounds(
     if not calls:
         return []
     try:
-        replies = yield Round([command for command, _ in calls])
+        replies = yield replication.write_round(s, [command for command, _ in calls], replicas)
     except OutcomeUnknownError as exc:
         raise OutcomeUnknownError(
             f"{exc}; {script}: the outcome of all {len(jobs)} jobs is unknown (in .unknown); "
             f"send them again",
             unknown=list(range(len(jobs))),
         ) from exc
+    replies, reached = replication.split(replies, replicas)
     s.tokens.read([token for _, token in calls])
     results: List[Any] = []
     refused: List[int] = []
@@ -287,19 +325,33 @@ def _job_ref_rounds(
             done=sum(1 for value in results if value),
             refused=refused,
         )
+    if not replication.confirmed(reached, replicas):
+        raise replication.error(
+            s, script, list(range(len(jobs))), results, replicas, reached,
+            f"send them again (a {script} that survived answers False the second time)",
+        )
     return results
 
 
 def finish(s: Settings, queue_type: Any, queue_id: Any, job_id: Any) -> Op[bool]:
     """Finish one active job by its ids (SharQ's finish)."""
-    results = yield from _job_ref_rounds(s, "finish", ((queue_type, queue_id, job_id),), 0, False, ())
+    try:
+        results = yield from _job_ref_rounds(s, "finish", ((queue_type, queue_id, job_id),), 0, False, (), s.replicas)
+    except ReplicationError as exc:
+        exc.result = exc.result[0] == 1
+        raise
     return results[0] == 1
 
 
-def finish_many(s: Settings, jobs: Iterable[Any], chunk_size: int) -> Op[List[bool]]:
+def finish_many(s: Settings, jobs: Iterable[Any], chunk_size: int, replicas: Any = None) -> Op[List[bool]]:
     """Finish jobs: a Job only while its lease is the caller's, an ids tuple if active."""
     chunk_size = check_batching(chunk_size, 1)
-    results = yield from _job_ref_rounds(s, "finish", list(jobs), chunk_size, False, ())
+    replicas = replication.replicas_for(s, replicas)
+    try:
+        results = yield from _job_ref_rounds(s, "finish", list(jobs), chunk_size, False, (), replicas)
+    except ReplicationError as exc:
+        exc.result = [value == 1 for value in exc.result]
+        raise
     return [value == 1 for value in results]
 
 

@@ -9,7 +9,13 @@ round that may have run fails with OutcomeUnknownError.
 
 Error replies that say a command did not run (the script is not loaded, the server is
 loading, is a replica now, the cluster is moving a slot) are handled the same way, per
-command.
+command. A round that ends with a WAIT that counted too few replicas is sent again as a
+whole, within the same ``retry_for``; after that, its replies are returned as they are
+(the operation raises ReplicationError).
+
+Through Redis Sentinel, a connection to a master that was demoted answers READONLY, which
+redis-py's SentinelManagedConnection turns into a ConnectionError ("The previous master is
+now a slave"): the round goes again on a new connection, to the master the sentinels name.
 """
 
 import time
@@ -27,17 +33,20 @@ from redis.exceptions import (
     TryAgainError,
 )
 
-from .exceptions import OutcomeUnknownError
+from ._rounds import Round
+from .exceptions import OutcomeUnknownError, UnknownMasterError
 
 #: Errors of a connection: the round may be sent again on a new one.
 CONNECTION_ERRORS = (ConnectionError, TimeoutError, OSError)
-#: ... except these, which a new connection would meet again.
-FINAL_ERRORS = (AuthenticationError, AuthorizationError, MaxConnectionsError)
+#: ... except these, which a new connection would meet again (a wrong password, a master
+#: name no sentinel monitors: SentinelAuthenticationError is an AuthenticationError).
+FINAL_ERRORS = (AuthenticationError, AuthorizationError, MaxConnectionsError, UnknownMasterError)
 #: Error replies of a command that did not run and may run a moment later.
 TRANSIENT_PREFIXES = ("MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "LOADING")
 
-#: Pauses between attempts (seconds); the last one repeats.
-BACKOFF = (0.0, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
+#: Pauses between attempts (seconds); the last one repeats. Short, so that a client finds a
+#: new master soon after the sentinels name it (a try is one connect, or a refusal).
+BACKOFF = (0.0, 0.02, 0.05, 0.1, 0.2, 0.25)
 
 
 def is_connection_error(exc: BaseException) -> bool:
@@ -55,9 +64,25 @@ def needs_resend(reply: Any) -> bool:
     return str(reply).startswith(TRANSIENT_PREFIXES)
 
 
-def resend_indexes(replies: Sequence[Any]) -> List[int]:
-    """Positions of the replies whose commands must be sent again."""
-    return [i for i, reply in enumerate(replies) if needs_resend(reply)]
+def resend_indexes(replies: Sequence[Any], confirm: bool = False) -> List[int]:
+    """Positions of the replies whose commands must be sent again; with `confirm` (the
+    last command is a WAIT for the others), the last one too whenever any other is."""
+    indexes = [i for i, reply in enumerate(replies) if needs_resend(reply)]
+    last = len(replies) - 1
+    if confirm and indexes and indexes[-1] != last:
+        indexes.append(last)
+    return indexes
+
+
+def unconfirmed(round: Round, replies: Sequence[Any]) -> bool:
+    """True when the round ends with a WAIT (``round.replicas``) that counted fewer
+    replicas. The round is then sent again as it is: its script calls answer from the
+    reply cache where they ran (a write, so the new WAIT covers them) and run where they
+    were lost, as on the new master after a failover that lost them."""
+    if not round.replicas:
+        return False
+    reached = replies[-1]
+    return not isinstance(reached, int) or reached < round.replicas
 
 
 class Attempts:

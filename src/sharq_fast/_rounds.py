@@ -25,13 +25,18 @@ MAX_ACKS = 64
 class Round:
     """Write `commands` (packed RESP) in one round trip; answer: their replies, a Redis
     error reply as its exception object (not raised). `writes` is false for read-only
-    rounds (a lost one is simply read again)."""
+    rounds (a lost one is simply read again). `replicas` > 0: the last command is a
+    ``WAIT replicas ...`` that confirms the writes before it (see ``_retry``: a transport
+    that sends some of them again sends it after them too, on the same connection, and
+    sends the round again while WAIT counts fewer replicas; on a cluster, to each node
+    that ran some of them, keeping the lowest count)."""
 
-    __slots__ = ("commands", "writes")
+    __slots__ = ("commands", "writes", "replicas")
 
-    def __init__(self, commands: Sequence[bytes], writes: bool = True) -> None:
+    def __init__(self, commands: Sequence[bytes], writes: bool = True, replicas: int = 0) -> None:
         self.commands = commands
         self.writes = writes
+        self.replicas = replicas
 
 
 class Send:

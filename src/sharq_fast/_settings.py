@@ -36,9 +36,16 @@ def seconds(value: Any, name: str, allow_none: bool = False) -> Optional[float]:
     return float(value)
 
 
+def replicas_arg(value: Any) -> int:
+    """`value` if it is a number of replicas (an int from 0 to MAX_REPLICAS), else raise."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= C.MAX_REPLICAS:
+        raise BadArgumentException(f"`replicas` must be an int from 0 to {C.MAX_REPLICAS}.", field="replicas")
+    return value
+
+
 class Settings:
-    """What operations need to know of their client: key prefix, timings, clock, scripts
-    and reply-cache tokens."""
+    """What operations need to know of their client: key prefix, timings, clock, scripts,
+    reply-cache tokens, and the replicas a write must reach (WAIT)."""
 
     def __init__(
         self,
@@ -50,6 +57,8 @@ class Settings:
         clock: Optional[Clock],
         wait_poll_interval: float,
         retry_for: float,
+        replicas: int = C.DEFAULT_REPLICAS,
+        replica_timeout: float = C.DEFAULT_REPLICA_TIMEOUT,
     ) -> None:
         if not isinstance(key_prefix, str) or not key_prefix:
             raise BadArgumentException("`key_prefix` must be a non-empty str.", field="key_prefix")
@@ -65,6 +74,12 @@ class Settings:
             raise BadArgumentException("`wait_poll_interval` must be > 0 seconds.", field="wait_poll_interval")
         self.wait_poll_interval = poll
         self.retry_for = seconds(retry_for, "retry_for")
+        self.replicas = replicas_arg(replicas)
+        timeout = seconds(replica_timeout, "replica_timeout")
+        if not timeout:
+            raise BadArgumentException("`replica_timeout` must be > 0 seconds (WAIT 0 would wait forever).",
+                                       field="replica_timeout")
+        self.replica_timeout = timeout
         self.scripts: Dict[str, Script] = load_scripts()
         self.sha = {name: script.sha for name, script in self.scripts.items()}
         self.tokens = ReplyTokens(key_prefix)
@@ -78,4 +93,6 @@ class Settings:
             "default_job_requeue_limit": self.default_job_requeue_limit,
             "wait_poll_interval": self.wait_poll_interval,
             "retry_for": self.retry_for,
+            "replicas": self.replicas,
+            "replica_timeout": self.replica_timeout,
         }

@@ -18,7 +18,7 @@ from redis.exceptions import ResponseError
 
 from . import _ops
 from ._ops_queues import load_scripts
-from ._retry import Attempts, is_connection_error, needs_resend, resend_indexes
+from ._retry import Attempts, is_connection_error, resend_indexes, unconfirmed
 from ._rounds import Collect, Draw, Op, Round, Send, T, Wait, Watch
 from ._settings import Settings
 from ._waker import Waker
@@ -135,7 +135,7 @@ class SyncTransport:
     def _resend_refused(self, round: Round, replies: List[Any], attempts: Attempts) -> List[Any]:
         """Send again the commands whose reply says they did not run; NOSCRIPT first loads
         the scripts (after SCRIPT FLUSH, a restart or a failover)."""
-        missing = resend_indexes(replies)
+        missing = resend_indexes(replies, bool(round.replicas))
         while missing:
             if any(isinstance(replies[i], redis.exceptions.NoScriptError) for i in missing):
                 self.run(load_scripts(self.settings))
@@ -144,10 +144,15 @@ class SyncTransport:
                 if pause is None:
                     return replies
                 time.sleep(pause)
-            again = Round([round.commands[i] for i in missing], round.writes)
+            again = Round([round.commands[i] for i in missing], round.writes, round.replicas)
             for i, reply in zip(missing, self._collect(self._send(again, attempts))):
                 replies[i] = reply
-            missing = [i for i in missing if needs_resend(replies[i])]
+            missing = resend_indexes(replies, bool(round.replicas))
+        if unconfirmed(round, replies):  # WAIT counted too few replicas: the whole round again
+            pause = attempts.pause()
+            if pause is not None:
+                time.sleep(pause)
+                return self._collect(self._send(round, attempts))
         return replies
 
     # -- connections --------------------------------------------------------------------
@@ -159,8 +164,18 @@ class SyncTransport:
             if self._pid != os.getpid():  # forked: the parent's sockets are not ours
                 self._pid, self._idle, self._busy, self._waker = os.getpid(), [], 0, None
             self._busy += 1
-            if self._idle:
-                return self._idle.pop()
+            found, stale = None, []
+            while self._idle:
+                conn = self._idle.pop()
+                if self._owns(conn):
+                    found = conn
+                    break
+                stale.append(conn)
+        for conn in stale:  # to a master the sentinels no longer name
+            conn.disconnect()
+            self._pool.release(conn)
+        if found is not None:
+            return found
         try:
             return self._pool.get_connection()
         except BaseException:
@@ -168,6 +183,13 @@ class SyncTransport:
                 self._busy -= 1
                 self._lock.notify_all()
             raise
+
+    def _owns(self, conn: Any) -> bool:
+        """False for a connection the pool would not take back: after a Sentinel failover,
+        one to the old master's address (owns_connection compares it with the master the
+        sentinels named last)."""
+        owns = getattr(self._pool, "owns_connection", None)
+        return owns is None or owns(conn)
 
     def _release(self, conn: Any, reusable: bool) -> None:
         with self._lock:

@@ -18,7 +18,7 @@ from typing import Any, Deque, List, Optional
 from redis.exceptions import NoScriptError, ResponseError
 
 from ._ops_queues import load_scripts
-from ._retry import Attempts, is_connection_error, needs_resend, resend_indexes
+from ._retry import Attempts, is_connection_error, resend_indexes, unconfirmed
 from ._rounds import Collect, Draw, Op, Round, Send, T, Wait, Watch
 from ._settings import Settings
 from ._waker import AsyncWaker
@@ -210,7 +210,7 @@ class AsyncTransport:
             return await self._resend_refused(round, replies, attempts)
 
     async def _resend_refused(self, round: Round, replies: List[Any], attempts: Attempts) -> List[Any]:
-        missing = resend_indexes(replies)
+        missing = resend_indexes(replies, bool(round.replicas))
         while missing:
             if any(isinstance(replies[i], NoScriptError) for i in missing):
                 await self.run(load_scripts(self.settings))
@@ -219,10 +219,15 @@ class AsyncTransport:
                 if pause is None:
                     return replies
                 await asyncio.sleep(pause)
-            again = Round([round.commands[i] for i in missing], round.writes)
+            again = Round([round.commands[i] for i in missing], round.writes, round.replicas)
             for i, reply in zip(missing, await self._collect(self._send(again, attempts))):
                 replies[i] = reply
-            missing = [i for i in missing if needs_resend(replies[i])]
+            missing = resend_indexes(replies, bool(round.replicas))
+        if unconfirmed(round, replies):  # WAIT counted too few replicas: the whole round again
+            pause = attempts.pause()
+            if pause is not None:
+                await asyncio.sleep(pause)
+                return await self._collect(self._send(round, attempts))
         return replies
 
     async def _wake_counts(self) -> AsyncWaker:

@@ -9,6 +9,7 @@ import functools
 from typing import Any, Callable
 
 from ._api import OPERATIONS, Operations
+from ._connect import aclose_owned
 from ._transport_aio import AsyncTransport
 from .requeuer import AsyncRequeuer
 
@@ -29,8 +30,10 @@ def _coroutine_methods(cls: type) -> type:
 
 @_coroutine_methods
 class AsyncClient(Operations):
-    """A SharQ client for asyncio: ``AsyncClient("redis://localhost:6379/0")``,
-    ``AsyncClient(redis.asyncio.Redis(...))`` or ``AsyncClient.from_config("sharq.conf")``;
+    """A SharQ client for asyncio: ``AsyncClient("redis://localhost:6379/0")`` (or a
+    ``redis+sentinel://`` URL), ``AsyncClient(redis.asyncio.Redis(...))`` (or a
+    ``redis.asyncio.sentinel.Sentinel(...).master_for(...)`` client) or
+    ``AsyncClient.from_config("sharq.conf")``;
     ``async with`` it, or ``await close()``. The methods and settings are Client's, as
     coroutines (see Client); ``enqueue_many`` also takes async iterables. Any number of
     tasks of one event loop may share it; ``requeuer=True`` (or start_requeuer) needs a
@@ -52,7 +55,7 @@ class AsyncClient(Operations):
         await self.stop_requeuer()
         await self._transport.close()
         if self._owns_redis:
-            await self.redis.aclose()
+            await aclose_owned(self.redis)
 
     async def __aenter__(self) -> "AsyncClient":
         return self

@@ -68,7 +68,9 @@ class Target:
     def __init__(self, args: argparse.Namespace, allow_private: bool, progress: bool = True) -> None:
         import redis
 
+        from ._connect import close_owned, redis_for_config, redis_from
         from .config import read_config
+        from .exceptions import BadArgumentException
 
         self.server: Any = None
         self.config: Any = None
@@ -76,10 +78,13 @@ class Target:
         if args.url and args.config:
             raise CliError("give --url or --config, not both")
         if args.config:
-            self.config = read_config(args.config)
-            kwargs = dict(self.config.redis)
-            self.make_redis: Callable[[], Any] = lambda: redis.Redis(**kwargs)
+            self.config = config = read_config(args.config)
+            kwargs = dict(config.redis)
+            self.make_redis: Callable[[], Any] = lambda: redis_for_config(config, asyncio=False)
             where = kwargs.get("unix_socket_path") or f"{kwargs.get('host')}:{kwargs.get('port')}"
+            if config.sentinel is not None:
+                hosts = ",".join(f"{host}:{port}" for host, port in config.sentinel.sentinels)
+                where = f"master {config.sentinel.master!r} of the sentinels at {hosts}"
             self.describe = f"Redis at {where} db {kwargs.get('db', 0)} (from {args.config})"
         else:
             url = args.url
@@ -94,11 +99,11 @@ class Target:
                 self.private = True
             url = url or os.environ.get(URL_ENV) or DEFAULT_URL
             try:
-                redis.Redis.from_url(url).close()
-            except ValueError as exc:
-                raise CliError(f"bad --url {url!r}: {exc}") from None
+                close_owned(redis_from(url, asyncio=False)[0])
+            except (ValueError, BadArgumentException) as exc:
+                raise CliError(f"bad --url {_redact(url)!r}: {exc}") from None
             self.url = url
-            self.make_redis = lambda: redis.Redis.from_url(url)
+            self.make_redis = lambda: redis_from(url, asyncio=False)[0]
             self.describe = (
                 f"private redis-server {self.server.binary} on port {self.server.port}" if self.private else f"Redis at {_redact(url)}"
             )
@@ -110,13 +115,17 @@ class Target:
             self.close()
             raise CliError(f"cannot reach {self.describe}: {exc}") from None
         finally:
-            conn.close()
+            close_owned(conn)
 
     def peer_redis_kwargs(self) -> Dict[str, Any]:
         """What a sharq 1.3.0 config file needs to reach this Redis."""
-        if self.config is not None:
-            return dict(self.config.redis)
         conn = self.make_redis()
+        if getattr(conn.connection_pool, "sentinel_manager", None) is not None:
+            conn.close()
+            raise CliError("sharq 1.3.0 cannot connect through Redis Sentinel: give the master's redis:// URL")
+        if self.config is not None:
+            conn.close()
+            return dict(self.config.redis)
         try:
             pool = conn.connection_pool
             kwargs = dict(pool.connection_kwargs)
@@ -544,7 +553,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     common = argparse.ArgumentParser(add_help=False)
     where = common.add_argument_group("Redis")
-    where.add_argument("--url", help=f"Redis URL (redis://, rediss://, unix://); default ${URL_ENV} or {DEFAULT_URL} "
+    where.add_argument("--url", help=f"Redis URL (redis://, rediss://, unix://, redis+sentinel://h1:p1,h2:p2/master[/db]); default ${URL_ENV} or {DEFAULT_URL} "
                        "(bench/compare: a private redis-server)")
     where.add_argument("--config", metavar="SHARQ_CONF", help="a SharQ config file (sharq.conf) instead of --url")
     where.add_argument("--key-prefix", help="key prefix (default: the config's, else sharq_server; bench/compare: "

@@ -8,21 +8,27 @@ the client's lifetime.
 from typing import Any, Optional
 
 from ._api import Operations
+from ._connect import close_owned
 from ._transport import SyncTransport
 from .exceptions import BatchError  # noqa: F401  (importable from here, as before)
 from .requeuer import Requeuer
 
 
 class Client(Operations):
-    """A SharQ client. ``Client("redis://localhost:6379/0")``, ``Client(redis.Redis(...))``
-    or ``Client.from_config("sharq.conf")``; close it (or use it as a context manager).
+    """A SharQ client. ``Client("redis://localhost:6379/0")``, through Redis Sentinel
+    ``Client("redis+sentinel://host1:26379,host2:26379/mymaster/0")``,
+    ``Client(redis.Redis(...))`` (or a ``Sentinel(...).master_for(...)`` client) or
+    ``Client.from_config("sharq.conf")``; close it (or use it as a context manager).
 
     Thread-safe: each call takes a connection for the time of its round trip. Settings:
     `job_expire_interval` (ms a dequeued job may stay unfinished), `job_requeue_interval`
     (ms between requeuer runs), `default_job_requeue_limit` (-1: no limit), `clock` (ms
     since the epoch; inject one in tests), `wait_poll_interval` (s: how often a waiting
     dequeue looks for jobs that came without a wake-up), `retry_for` (s: how long a round
-    whose connection failed is sent again before OutcomeUnknownError); `requeuer=True`
+    whose connection failed is sent again before OutcomeUnknownError; to ride through a
+    Sentinel failover, longer than the failover takes), `replicas` (enqueues, dequeues and
+    finishes wait until that many replicas have them: WAIT, see ReplicationError),
+    `replica_timeout` (s: how long they wait; keep it below socket_timeout); `requeuer=True`
     starts the background requeuer (start_requeuer)."""
 
     _REQUEUER = Requeuer
@@ -42,7 +48,7 @@ class Client(Operations):
         self.stop_requeuer()
         self._transport.close()
         if self._owns_redis:
-            self.redis.close()
+            close_owned(self.redis)
 
     def __enter__(self) -> "Client":
         return self

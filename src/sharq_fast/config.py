@@ -12,7 +12,8 @@ from ._constants import (
     DEFAULT_JOB_REQUEUE_LIMIT,
     DEFAULT_KEY_PREFIX,
 )
-from .exceptions import ConfigError
+from ._sentinel import SentinelSpec, parse_address
+from .exceptions import BadArgumentException, ConfigError
 
 
 class SharqConfig(msgspec.Struct):
@@ -24,6 +25,8 @@ class SharqConfig(msgspec.Struct):
     job_requeue_interval: int = DEFAULT_JOB_REQUEUE_INTERVAL
     default_job_requeue_limit: int = DEFAULT_JOB_REQUEUE_LIMIT
     redis: Dict[str, Any] = {}
+    #: Set when the config names sentinels: then `redis` holds no address.
+    sentinel: Optional[SentinelSpec] = None
 
 
 def _int(parser: configparser.ConfigParser, section: str, option: str, default: int, minimum: int = 0) -> int:
@@ -82,10 +85,35 @@ def read_config(path: "os.PathLike[str] | str") -> SharqConfig:
             "[redis] clustered = true is not supported: SharQ's scripts build key names "
             "inside Lua, so its keys cannot be spread over a Redis Cluster"
         )
+    sentinel = _sentinel_config(parser, redis_kwargs)  # takes the address out of redis_kwargs
     return SharqConfig(
         key_prefix=_str(parser, "redis", "key_prefix") or DEFAULT_KEY_PREFIX,
         job_expire_interval=_int(parser, "sharq", "job_expire_interval", DEFAULT_JOB_EXPIRE_INTERVAL, 1),
         job_requeue_interval=_int(parser, "sharq", "job_requeue_interval", DEFAULT_JOB_REQUEUE_INTERVAL, 1),
         default_job_requeue_limit=_int(parser, "sharq", "default_job_requeue_limit", DEFAULT_JOB_REQUEUE_LIMIT, -1),
         redis=redis_kwargs,
+        sentinel=sentinel,
     )
+
+
+def _sentinel_config(parser: configparser.ConfigParser, redis_kwargs: Dict[str, Any]) -> Optional[SentinelSpec]:
+    """``[redis] sentinels = host:port, host:port`` and ``sentinel_master = name`` (with
+    ``sentinel_password`` / ``sentinel_username`` for the sentinels' own AUTH): the master
+    is found through Redis Sentinel; db, password and username are the master's."""
+    sentinels = _str(parser, "redis", "sentinels")
+    master = _str(parser, "redis", "sentinel_master")
+    if not sentinels and not master:
+        return None
+    if not (sentinels and master):
+        raise ConfigError("[redis] sentinels (host:port, host:port, ...) and sentinel_master go together")
+    try:
+        addresses = [parse_address(part) for part in sentinels.split(",") if part.strip()]
+    except BadArgumentException as exc:
+        raise ConfigError(f"[redis] sentinels: {exc}") from None
+    for option in ("host", "port", "unix_socket_path"):  # the sentinels give the address
+        redis_kwargs.pop(option, None)
+    sentinel_kwargs = {
+        "password": _str(parser, "redis", "sentinel_password"),
+        "username": _str(parser, "redis", "sentinel_username"),
+    }
+    return SentinelSpec(addresses, master, dict(redis_kwargs), sentinel_kwargs)

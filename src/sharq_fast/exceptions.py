@@ -2,6 +2,9 @@
 
 from typing import Any, List, Optional
 
+import redis.asyncio.sentinel as _async_sentinel
+import redis.sentinel as _sync_sentinel
+from redis.exceptions import AuthenticationError as RedisAuthenticationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 
@@ -91,3 +94,49 @@ class OutcomeUnknownError(SharqException, RedisConnectionError):
 
 class ClientClosedError(SharqException):
     """The client was closed: make a new one."""
+
+
+class ReplicationError(SharqException):
+    """A write ran on the master, but WAIT did not confirm it on ``replicas`` replicas (the
+    client's or the call's ``replicas=``), not even after the round was sent again for the
+    client's ``retry_for`` (each try waits up to ``replica_timeout``).
+
+    The write is not undone: it is on the master and will most likely reach the replicas,
+    but a failover now could lose it. ``unconfirmed`` lists the input positions of the
+    jobs concerned: send them again (an enqueue that survived is refused as a duplicate,
+    as long as the job is still queued or active; a finish that survived answers False).
+    ``result`` is what the call would have returned (EnqueueResult so far, the finish_many
+    bools, enqueue's or finish's bool, dequeue's jobs: they are active, finish or release
+    them); ``resume_from`` (enqueue_many) the input position from which nothing was sent;
+    ``reached`` how many replicas the last WAIT counted."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        unconfirmed: List[int],
+        result: Any,
+        replicas: int,
+        reached: int,
+        resume_from: Optional[int] = None,
+    ) -> None:
+        super().__init__(message)
+        self.unconfirmed = unconfirmed
+        self.result = result
+        self.replicas = replicas
+        self.reached = reached
+        self.resume_from = resume_from
+
+
+class MasterNotFoundError(SharqException, _sync_sentinel.MasterNotFoundError, _async_sentinel.MasterNotFoundError):
+    """Redis Sentinel: no sentinel answered, or none names a master that is up (a
+    failover may be under way). A connection error: retried for the client's retry_for."""
+
+
+class UnknownMasterError(MasterNotFoundError):
+    """Redis Sentinel: the sentinels monitor no master of that name (check the URL's path
+    or ``[redis] sentinel_master``). Not retried."""
+
+
+class SentinelAuthenticationError(SharqException, RedisAuthenticationError):
+    """Redis Sentinel: the sentinels refused the credentials (``sentinel_password``)."""

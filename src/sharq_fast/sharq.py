@@ -6,6 +6,7 @@ from typing import Any, Dict, Optional
 import msgspec
 import redis
 
+from ._connect import redis_for_config
 from .client import Client
 from .config import read_config
 
@@ -28,7 +29,7 @@ class SharQ:
         self._key_prefix = config.key_prefix
         self._job_expire_interval = config.job_expire_interval
         self._default_job_requeue_limit = config.default_job_requeue_limit
-        self._r = redis.StrictRedis(**config.redis)
+        self._r = redis_for_config(config, asyncio=False)  # a redis.StrictRedis (through Sentinel if set)
         self._client = Client(
             self._r,
             key_prefix=config.key_prefix,

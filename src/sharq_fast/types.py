@@ -43,10 +43,14 @@ class UndecodablePayload(bytes):
 
 class EnqueueResult(msgspec.Struct):
     """What ``enqueue_many`` did: ``enqueued`` jobs, and the input positions of the jobs
-    refused because a job with the same id is already queued or active in that queue."""
+    refused because a job with the same id is already queued or active in that queue.
+    With ``replicas=``, ``unconfirmed`` lists the input positions of the jobs whose round
+    WAIT did not confirm on that many replicas (only ever non-empty in the ``result`` of
+    the ReplicationError that enqueue_many then raises)."""
 
     enqueued: int
     duplicates: List[int] = []
+    unconfirmed: List[int] = []
 
 
 class RequeueResult(msgspec.Struct):
