@@ -15,6 +15,9 @@ _SCHEMES = ("redis://", "rediss://", "unix://")
 def redis_from(target: Any, asyncio: bool) -> Tuple[Any, bool]:
     """(the redis-py client for `target`, whether the caller owns it): a URL makes a new
     client the caller closes; a redis-py client of the right kind is used as it is."""
+    clustered = _cluster_from(target, asyncio)
+    if clustered is not None:
+        return clustered
     kind = redis.asyncio.Redis if asyncio else redis.Redis
     if isinstance(target, str):
         if not target.startswith(_SCHEMES):
@@ -42,3 +45,20 @@ def from_config(path: str, asyncio: bool) -> Tuple[Any, Dict[str, Any]]:
         "default_job_requeue_limit": config.default_job_requeue_limit,
     }
     return kind(**config.redis), settings
+
+
+# -- Redis Cluster (the cluster layout, docs/cluster-layout.md) ----------------------------
+
+_CLUSTER_SCHEMES = ("redis+cluster://", "rediss+cluster://")
+
+
+def _cluster_from(target: Any, asyncio: bool) -> Any:
+    """(a cluster client, owned) for a ``redis+cluster://`` URL, (target, not owned) for a
+    redis-py cluster client of the right kind, else None."""
+    from ._cluster_connect import cluster_client, cluster_kind
+
+    if isinstance(target, str) and target.startswith(_CLUSTER_SCHEMES):
+        return cluster_client(target, asyncio), True
+    if isinstance(target, cluster_kind(asyncio)):
+        return target, False
+    return None

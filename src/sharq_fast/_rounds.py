@@ -10,7 +10,7 @@ import itertools
 import os
 import uuid
 from collections import deque
-from typing import Any, Deque, Generator, Iterator, List, Sequence, Tuple, TypeVar
+from typing import Any, Deque, Generator, Iterator, List, Optional, Sequence, Tuple, TypeVar
 
 from . import _core
 
@@ -25,13 +25,15 @@ MAX_ACKS = 64
 class Round:
     """Write `commands` (packed RESP) in one round trip; answer: their replies, a Redis
     error reply as its exception object (not raised). `writes` is false for read-only
-    rounds (a lost one is simply read again)."""
+    rounds (a lost one is simply read again). `slots` (cluster layout only): the hash slot
+    of each command, by which a cluster transport sends it to the node that serves it."""
 
-    __slots__ = ("commands", "writes")
+    __slots__ = ("commands", "writes", "slots")
 
-    def __init__(self, commands: Sequence[bytes], writes: bool = True) -> None:
+    def __init__(self, commands: Sequence[bytes], writes: bool = True, slots: Optional[Sequence[int]] = None) -> None:
         self.commands = commands
         self.writes = writes
+        self.slots = slots
 
 
 class Send:

@@ -13,9 +13,9 @@ import redis.asyncio
 from . import _constants as C
 from ._api import OPERATIONS, Operations
 from ._connect import from_config, redis_from
+from ._layout import transport_for
 from ._rounds import Op
 from ._settings import Clock, Settings
-from ._transport_aio import AsyncTransport
 from .types import Job
 
 
@@ -63,7 +63,7 @@ class AsyncClient(Operations):
             retry_for=retry_for,
         )
         self.redis, self._owns_redis = redis_from(redis_or_url, asyncio=True)
-        self._transport = AsyncTransport(self.redis, self.settings)
+        self._transport = transport_for(self.redis, self.settings, asyncio=True)
         self._requeuer: Any = None
 
     @classmethod

@@ -12,9 +12,9 @@ import redis
 from . import _constants as C
 from ._api import Operations
 from ._connect import from_config, redis_from
+from ._layout import transport_for
 from ._rounds import Op
 from ._settings import Clock, Settings
-from ._transport import SyncTransport
 from .exceptions import BatchError  # noqa: F401  (importable from here, as before)
 from .types import Job
 
@@ -53,7 +53,7 @@ class Client(Operations):
             retry_for=retry_for,
         )
         self.redis, self._owns_redis = redis_from(redis_or_url, asyncio=False)
-        self._transport = SyncTransport(self.redis, self.settings)
+        self._transport = transport_for(self.redis, self.settings, asyncio=False)
         self._requeuer: Any = None
         if requeuer:
             self.start_requeuer()
