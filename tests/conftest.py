@@ -4,7 +4,7 @@ against both transports (Client, and AsyncClient behind a sync facade)."""
 
 import sys
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, List
 
 import pytest
 import redis
@@ -85,22 +85,59 @@ def loop_thread() -> Iterator[LoopThread]:
     loop.stop()
 
 
-@pytest.fixture(params=["sync", "async"])
+#: Transports of the behaviour tests: Client and AsyncClient on one node (the SharQ
+#: layout), then on the session's 3-master Redis Cluster (the cluster layout).
+TRANSPORTS = ["sync", "async", "cluster-sync", "cluster-async"]
+
+
+@pytest.fixture(params=TRANSPORTS)
 def transport(request: pytest.FixtureRequest) -> str:
-    """Runs the test with Client, then with AsyncClient (behind a sync facade)."""
+    """Runs the test with Client, then with AsyncClient (behind a sync facade), on one node
+    and on a Redis Cluster."""
     return request.param
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: List[pytest.Item]) -> None:
+    """Behaviour tests run on the cluster layout too, except those that look at the
+    single-node layout (they use `r` or `redis_server_url`, or are marked single_node);
+    on the cluster, only with the compiled core (when built): the pure core is the same
+    code on both layouts and runs on one node."""
+    kept, dropped = [], []
+    for item in items:
+        params = getattr(item, "callspec", None)
+        params = params.params if params is not None else {}
+        if str(params.get("transport", "")).startswith("cluster") and (
+            "r" in item.fixturenames
+            or "redis_server_url" in item.fixturenames
+            or item.get_closest_marker("single_node") is not None
+            or (params.get("core") == "py" and _core_c is not None)
+        ) or (item.get_closest_marker("compiled_core_only") and params.get("core") == "py" and _core_c is not None):
+            dropped.append(item)
+        else:
+            kept.append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+
+
 @pytest.fixture
-def make_client(r: redis.Redis, redis_server_url: str, clock: FakeClock, transport: str, loop_thread: LoopThread):
+def make_client(request: pytest.FixtureRequest, clock: FakeClock, transport: str, loop_thread: LoopThread):
     """make_client(url=None, **settings): a Client, or an AsyncClient behind a SyncFacade,
-    on the clean database with the injected clock (unless given); closed after the test."""
+    on a clean database (one node: flushed; cluster: every master flushed) with the
+    injected clock (unless given); closed after the test."""
     made = []
+    if transport.startswith("cluster"):
+        cluster = request.getfixturevalue("redis_cluster")
+        cluster.flushall()
+        default_url = cluster.url
+    else:
+        request.getfixturevalue("r")  # flushes the database
+        default_url = request.getfixturevalue("redis_server_url")
 
     def make(url: Any = None, **settings: Any) -> Any:
         settings.setdefault("clock", clock)
-        target = url or redis_server_url
-        if transport == "sync":
+        target = url or default_url
+        if not transport.endswith("async"):
             made_client: Any = sharq_fast.Client(target, **settings)
         else:
             made_client = SyncFacade(loop_thread, lambda: sharq_fast.AsyncClient(target, **settings))

@@ -848,7 +848,7 @@ def test_job_source_may_use_the_same_client(client: Client, transport: str):
             await client._client.finish(taken.queue_type, taken.queue_id, taken.job_id)
             yield moved_job(taken)
 
-    source = moved() if transport == "sync" else moved_async()
+    source = moved_async() if transport.endswith("async") else moved()
     result = client.enqueue_many(source, chunk_size=7, pipeline_depth=3)
     assert result.enqueued == 250
     assert [j.job_id for j in client.dequeue_many("moved", count=300)] == [f"s{i}" for i in range(250)]

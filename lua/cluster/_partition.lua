@@ -22,10 +22,27 @@ local INTERVAL, TIME, ACTIVE, SEQ, COUNTERS = KEYS[6], KEYS[7], KEYS[8], KEYS[9]
 local SEQ_BASE = 100000000000000  -- 15 digits: room to grow at both ends of a queue
 local SLICE = 1000                -- unpack() is limited by Lua's C stack
 
+-- Check the partition's key types (nothing is written when one is wrong), and give a new
+-- partition its placeholders ('~', see _first.lua): scores +inf in READY, ACTIVE and TIME
+-- (never due), a field no job has in the hashes, a member outside every queue's range in
+-- JOBS. Returns an error reply, or nil.
 local function partition_error()
-   return wrong_type(READY, 'zset') or wrong_type(JOBS, 'zset') or wrong_type(PAYLOAD, 'hash')
+   local err = wrong_type(READY, 'zset') or wrong_type(JOBS, 'zset') or wrong_type(PAYLOAD, 'hash')
       or wrong_type(REQUEUES, 'hash') or wrong_type(INTERVAL, 'hash') or wrong_type(TIME, 'zset')
       or wrong_type(ACTIVE, 'zset') or wrong_type(SEQ, 'string') or wrong_type(COUNTERS, 'hash')
+   if err then
+      return err
+   end
+   if redis.call('EXISTS', SEQ) == 0 then
+      redis.call('SET', SEQ, 0)
+      for _, key in ipairs({READY, ACTIVE, TIME}) do
+         redis.call('ZADD', key, 'inf', '~')
+      end
+      redis.call('ZADD', JOBS, 0, '~')
+      for _, key in ipairs({PAYLOAD, REQUEUES, INTERVAL}) do
+         redis.call('HSET', key, '~', '')
+      end
+   end
 end
 
 local function seq_text(n)
@@ -97,7 +114,7 @@ end
 -- partition heads is kept current from these.
 local function partition_head()
    local head = redis.call('ZRANGE', READY, 0, 0, 'WITHSCORES')
-   if head[2] then
+   if head[2] and head[1] ~= '~' then
       return tonumber(head[2])
    end
    return -1

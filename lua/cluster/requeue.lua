@@ -66,7 +66,7 @@ if #expired == limit then
 end
 local next_expiry = -1
 local first = redis.call('ZRANGE', ACTIVE, 0, 0, 'WITHSCORES')
-if first[2] then
+if first[2] and first[1] ~= '~' then
    next_expiry = tonumber(first[2])
 end
 local result = {requeued, more, partition_head(), next_expiry}

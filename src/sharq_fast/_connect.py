@@ -44,6 +44,12 @@ def from_config(path: str, asyncio: bool) -> Tuple[Any, Dict[str, Any]]:
         "job_requeue_interval": config.job_requeue_interval,
         "default_job_requeue_limit": config.default_job_requeue_limit,
     }
+    if config.clustered:
+        from ._cluster_connect import cluster_from_nodes
+
+        kwargs = dict(config.redis)
+        node = (kwargs.pop("host"), kwargs.pop("port"))
+        return cluster_from_nodes([node], asyncio, **{k: v for k, v in kwargs.items() if v is not None}), settings
     return kind(**config.redis), settings
 
 

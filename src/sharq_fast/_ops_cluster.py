@@ -83,7 +83,8 @@ def refresh_heads(s: Settings, parts: Partitions) -> Op[None]:
         reply = checked(reply)
         if reply and isinstance(reply[0], list):  # RESP3: [[member, score]]
             reply = reply[0]
-        parts.seen(p, int(float(reply[1])) if reply else -1)
+        # A partition's placeholder '~' (score +inf) means no queue is ready.
+        parts.seen(p, int(float(reply[1])) if reply and reply[0] != b"~" else -1)
 
 
 # -- enqueue ----------------------------------------------------------------------------

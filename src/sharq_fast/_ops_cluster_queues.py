@@ -19,6 +19,11 @@ from .exceptions import BadArgumentException, BatchError, OutcomeUnknownError
 from .types import GlobalMetrics, QueueMetrics, QueueTypeMetrics, RequeueResult
 
 
+#: 1 when a partition's ready or active set holds more than its placeholder '~' (a read:
+#: EVAL of a constant script, so that it costs one command per partition).
+_HAS_QUEUES = "return (redis.call('ZCARD', KEYS[1]) + redis.call('ZCARD', KEYS[2]) > (redis.call('EXISTS', KEYS[1]) + redis.call('EXISTS', KEYS[2]))) and 1 or 0"
+
+
 def all_types(s: Settings) -> Op[Dict[str, Partitions]]:
     """Every queue type of the registry, with its partitions."""
     cs = s.cluster
@@ -202,7 +207,8 @@ def metrics(
         for _, parts in sorted(types.items()):
             for p in range(parts.count):
                 ready, active = parts.keys[p][0], parts.keys[p][6]
-                commands.append(command(b"EXISTS", ready, active))
+                # More than the placeholder '~' in the ready or the active set.
+                commands.append(command(b"EVAL", _HAS_QUEUES, 2, ready, active))
                 commands.extend(command(b"HMGET", f"{parts.tags[p]}:counters:{m}", "e", "d") for m in minutes)
                 slots.extend([parts.slots[p]] * (1 + len(minutes)))
         replies = (yield Round(commands, writes=False, slots=slots)) if commands else []
@@ -237,8 +243,8 @@ def metrics(
         replies = yield Round(commands, writes=False, slots=[slot for slot in parts.slots for _ in (0, 1)])
         ids = set()
         for p in range(parts.count):
-            ids.update(member.decode() for member in checked(replies[2 * p]))
-            ids.update(member.decode().split(":", 1)[0] for member in checked(replies[2 * p + 1]))
+            ids.update(member.decode() for member in checked(replies[2 * p]) if member != b"~")
+            ids.update(member.decode().split(":", 1)[0] for member in checked(replies[2 * p + 1]) if member != b"~")
         return QueueTypeMetrics(sorted(ids))
     _core.core.check_not_reserved(queue_type, queue_id)
     where = yield from _queue(s, queue_type, queue_id)

@@ -49,12 +49,13 @@ CLUSTER_PLAIN_SCRIPTS = ("forget_intervals",)
 def load_cluster_scripts() -> Dict[str, Script]:
     """Every script of the cluster layout by name, and the single-key ``lock``."""
     folder = resources.files("sharq_fast.lua")
+    first = folder.joinpath("cluster", "_first.lua").read_bytes()
     replies = folder.joinpath("_replies.lua").read_bytes()
     partition = folder.joinpath("cluster", "_partition.lua").read_bytes()
     scripts = {}
     for name in CLUSTER_REPLIED_SCRIPTS + CLUSTER_PLAIN_SCRIPTS:
         body = folder.joinpath("cluster", f"{name}.lua").read_bytes()
-        parts = [replies, partition, body] if name in CLUSTER_REPLIED_SCRIPTS else [partition, body]
+        parts = [first, replies, partition, body] if name in CLUSTER_REPLIED_SCRIPTS else [partition, body]
         source = b"\n".join(parts)
         scripts[name] = Script(name, source, hashlib.sha1(source).hexdigest().encode())
     lock = folder.joinpath("lock.lua").read_bytes()
