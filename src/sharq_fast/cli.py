@@ -75,12 +75,30 @@ class Target:
         self.private = False
         if args.url and args.config:
             raise CliError("give --url or --config, not both")
+        self.cluster = False
         if args.config:
             self.config = read_config(args.config)
             kwargs = dict(self.config.redis)
             self.make_redis: Callable[[], Any] = lambda: redis.Redis(**kwargs)
             where = kwargs.get("unix_socket_path") or f"{kwargs.get('host')}:{kwargs.get('port')}"
             self.describe = f"Redis at {where} db {kwargs.get('db', 0)} (from {args.config})"
+            if self.config.clustered:
+                from ._connect import from_config
+
+                self.cluster = True
+                self.make_redis = lambda: from_config(args.config, asyncio=False)[0]
+                self.describe = f"Redis Cluster at {where} (from {args.config})"
+        elif (args.url or "").startswith(("redis+cluster://", "rediss+cluster://")):
+            from ._cluster_connect import cluster_client, parse_cluster_url
+
+            try:
+                parse_cluster_url(args.url)
+            except ValueError as exc:
+                raise CliError(f"bad --url {args.url!r}: {exc}") from None
+            self.url = url = args.url
+            self.cluster = True
+            self.make_redis = lambda: cluster_client(url, asyncio=False)
+            self.describe = f"Redis Cluster at {_redact(url)}"
         else:
             url = args.url
             if not url and allow_private:
@@ -104,7 +122,8 @@ class Target:
             )
         conn = self.make_redis()
         try:
-            info = conn.info("server")
+            node = conn.get_default_node().redis_connection if self.cluster else conn
+            info = node.info("server")
             self.redis_version = info.get("redis_version", "?")
         except redis.RedisError as exc:
             self.close()
@@ -271,13 +290,62 @@ def cmd_bench(args: argparse.Namespace) -> int:
                     target.make_redis, core_name, n=args.n, queues=args.queues, batch=args.batch,
                     modes=args.modes, progress=args.progress, rep=rep, prefix_base=base,
                 )
-        if not args.no_scaling:
+        if args.cluster:
+            results += _bench_on_private_cluster(args, cores, base)
+        if not args.no_scaling and not target.cluster:
             for rep in range(args.repeat):
                 results += _scaling(args, target, cores, rep)
-        _report(args, "bench", target, results, _settings(args, args.repeat), None)
+        extra, shard_table = None, None
+        if target.cluster or args.cluster:
+            extra = _shard_report(args, target)
+            shard_table = extra.pop("shard_table")
+        _report(args, "bench", target, results, _settings(args, args.repeat), None, extra)
+        if shard_table:
+            print(shard_table)
     finally:
         target.close()
     return 0
+
+
+def _bench_on_private_cluster(args: argparse.Namespace, cores: Sequence[str], base: str) -> List[Any]:
+    """bench --cluster: the same workload on a private 3-master cluster (impl "... cluster")."""
+    from . import _bench
+    from ._cluster_connect import cluster_client
+    from ._redis_cluster import RedisCluster
+
+    _note("starting a private 3-master Redis Cluster")
+    args.private_cluster = RedisCluster(masters=3)
+    url = args.private_cluster.url
+    results: List[Any] = []
+    for rep in range(args.repeat):
+        for core_name in cores:
+            for result in _bench.run_sharq_fast(
+                lambda: cluster_client(url, asyncio=False), core_name, n=args.n, queues=args.queues,
+                batch=args.batch, modes=args.modes, progress=args.progress, rep=rep, prefix_base=base,
+            ):
+                result.impl = f"{result.impl} cluster"
+                results.append(result)
+    return results
+
+
+def _shard_report(args: argparse.Namespace, target: "Target") -> Dict[str, Any]:
+    """The load of each shard under the batched workload, printed and kept for --out."""
+    from ._bench_cluster import format_shards, shard_load
+    from ._cluster_connect import cluster_client
+
+    cluster = getattr(args, "private_cluster", None)
+    try:
+        if cluster is not None:
+            url = cluster.url
+            make: Callable[[], Any] = lambda: cluster_client(url, asyncio=False)  # noqa: E731
+        else:
+            make = target.make_redis
+        rows = shard_load(make, args.n, args.queues, args.batch, args.progress)
+    finally:
+        if cluster is not None:
+            cluster.stop()
+    table = f"shard load (batched workload, {args.n:,} jobs over {args.queues:,} queues):\n{format_shards(rows)}"
+    return {"shards": rows, "shard_table": table}
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -396,7 +464,9 @@ def cmd_stats(args: argparse.Namespace) -> int:
         elif args.queue_id is None:
             ids = metrics.queue_ids
             lengths: Dict[str, int] = {}
-            if ids:
+            if ids and target.cluster:
+                lengths = {queue_id: client.queue_length(args.queue_type, queue_id) for queue_id in ids}
+            elif ids:
                 pipe = client.redis.pipeline(transaction=False)
                 for queue_id in ids:
                     pipe.llen(f"{client.key_prefix}:{args.queue_type}:{queue_id}")
@@ -577,6 +647,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", parents=[common], help="benchmark sharq_fast (both cores, single and batched calls)",
                            description="Benchmark sharq_fast: enqueue, dequeue, finish; single and batched; both cores.")
     workload_options(bench, 1)
+    bench.add_argument("--cluster", action="store_true",
+                       help="also run the workload on a private 3-master Redis Cluster started here, and report "
+                            "the load of each shard")
     bench.set_defaults(func=cmd_bench)
 
     compare = sub.add_parser("compare", parents=[common], help="the same workload through sharq 1.3.0 and plain redis-py",
