@@ -9,6 +9,7 @@ goes and what to do with redirections and failures). redis-py's cluster pipeline
 used: it refuses EVALSHA.
 """
 
+import os
 import threading
 import time
 from typing import Any, Dict, List, Optional
@@ -33,6 +34,9 @@ class SyncRouter(Router):
         self.cluster = cluster
         self.manager = cluster.nodes_manager
         self._clients: Dict[str, redis.Redis] = {}
+        self._idle: Dict[str, List[Any]] = {}
+        self._pid = os.getpid()
+        self._closed = False
         self._lock = threading.Lock()
 
     def node(self, slot: int) -> str:
@@ -53,6 +57,30 @@ class SyncRouter(Router):
                     self._clients[name] = client
         return client
 
+    def acquire(self, name: str) -> Any:
+        """A connection to node `name`: an idle one of this transport, else a new one from
+        the node's pool (taking one from redis-py's pool costs a good part of a round trip;
+        the idle stack only grows to the rounds that ran at the same moment)."""
+        with self._lock:
+            if self._pid != os.getpid():  # forked: the parent's sockets are not ours
+                self._pid, self._idle, self._clients = os.getpid(), {}, {}
+            idle = self._idle.get(name)
+            if idle:
+                return idle.pop()
+        return self.client(name).connection_pool.get_connection()
+
+    def release(self, name: str, conn: Any, reusable: bool) -> None:
+        """Give a connection back: kept idle when its replies were all read."""
+        if reusable:
+            with self._lock:
+                if not self._closed:
+                    self._idle.setdefault(name, []).append(conn)
+                    return
+        pool = self.client(name).connection_pool
+        if not reusable:
+            conn.disconnect()
+        pool.release(conn)
+
     def refresh(self) -> None:
         try:
             self.manager.initialize()
@@ -61,7 +89,9 @@ class SyncRouter(Router):
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             clients, self._clients = list(self._clients.values()), {}
+            self._idle = {}
         for client in clients:
             client.close()
 
@@ -172,9 +202,9 @@ class ClusterTransport:
         sent.results = {}
         sent.conns = {}
         for node, commands in request.batches.items():
-            pool = self.router.client(node).connection_pool
             try:
-                conn = pool.get_connection()
+                conn = self.router.acquire(node)
+                conn.connect()  # no-op when connected; a new socket after a failure
             except BaseException as exc:
                 if not is_connection_error(exc):
                     raise
@@ -183,7 +213,7 @@ class ClusterTransport:
             try:
                 conn.send_packed_command((b"".join(commands),), check_health=False)
             except BaseException as exc:
-                _discard(pool, conn)
+                self.router.release(node, conn, reusable=False)
                 if not is_connection_error(exc):
                     raise
                 sent.results[node] = NodeLost(exc, True)
@@ -194,23 +224,22 @@ class ClusterTransport:
         conns, sent.conns = sent.conns, {}
         error = None
         for node, conn in conns.items():
-            pool = self.router.client(node).connection_pool
             try:
                 sent.results[node] = _read_replies(conn, len(sent.exchange.batches[node]))
             except BaseException as exc:
-                _discard(pool, conn)
+                self.router.release(node, conn, reusable=False)
                 if not is_connection_error(exc):
                     error = error or exc
                 sent.results[node] = NodeLost(exc, True)
             else:
-                pool.release(conn)
+                self.router.release(node, conn, reusable=True)
         if error is not None:
             raise error
 
     def _drop(self, sent: _Sent) -> None:
         """A round whose replies will not be read: its connections can't be reused."""
         for node, conn in sent.conns.items():
-            _discard(self.router.client(node).connection_pool, conn)
+            self.router.release(node, conn, reusable=False)
         sent.conns = {}
         self._done(sent)
 
@@ -261,11 +290,6 @@ class ClusterTransport:
     def closed(self) -> bool:
         """True once close() was called."""
         return self._closed
-
-
-def _discard(pool: Any, conn: Any) -> None:
-    conn.disconnect()
-    pool.release(conn)
 
 
 def _read_replies(conn: Any, count: int) -> List[Any]:
