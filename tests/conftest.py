@@ -150,6 +150,17 @@ def make_client(request: pytest.FixtureRequest, clock: FakeClock, transport: str
 
 
 @pytest.fixture
+def store(request: pytest.FixtureRequest, transport: str, make_client: Any) -> Any:
+    """What is stored, asked the same way of either layout (tests/store_view.py): for
+    behaviour tests that check stored state on one node and on the cluster alike."""
+    from store_view import ClusterStore, SingleNodeStore
+
+    if transport.startswith("cluster"):
+        return ClusterStore(request.getfixturevalue("redis_cluster"))
+    return SingleNodeStore(request.getfixturevalue("r"))
+
+
+@pytest.fixture
 def client(make_client: Any) -> Any:
     """A Client (or AsyncClient behind a sync facade) on the clean database, with the
     injected clock."""

@@ -215,7 +215,7 @@ def test_batch_calls_equal_single_calls(data, r: redis.Redis, redis_server_url: 
 # -- 2. interop: batch and single calls on each other's jobs ------------------------------
 
 
-def test_enqueue_many_then_single_dequeue_and_finish(client: Client, r: redis.Redis):
+def test_enqueue_many_then_single_dequeue_and_finish(client: Client, store: Any):
     jobs = [job(f"j{i}", queue_id=f"q{i % 2}", payload={"n": i}) for i in range(10)]
     assert client.enqueue_many(jobs) == EnqueueResult(enqueued=10, duplicates=[])
     got = []
@@ -233,11 +233,11 @@ def test_enqueue_many_then_single_dequeue_and_finish(client: Client, r: redis.Re
     for j in got:
         assert client.finish(j.queue_type, j.queue_id, j.job_id) is True
         assert client.finish(j.queue_type, j.queue_id, j.job_id) is False
-    assert not r.exists(f"{P}:payload", f"{P}:interval", f"{P}:default:active", f"{P}:default")
-    assert r.smembers(f"{P}:active:queue_type") == set()
+    assert store.payloads() == set() and store.intervals() == {} and store.active("default") == {}
+    assert client.metrics().queue_types == [] and client.metrics("default").queue_ids == []
 
 
-def test_single_enqueue_then_dequeue_many_and_finish_many(client: Client, r: redis.Redis):
+def test_single_enqueue_then_dequeue_many_and_finish_many(client: Client, store: Any):
     for i in range(10):
         assert client.enqueue(queue_id=f"q{i % 2}", job_id=f"j{i}", payload=[i, "x"], interval=0, requeue_limit=2)
     got = client.dequeue_many(count=100)
@@ -246,38 +246,38 @@ def test_single_enqueue_then_dequeue_many_and_finish_many(client: Client, r: red
     assert all(j.payload == [int(j.job_id[1:]), "x"] and j.requeues_remaining == 2 for j in got)
     assert client.finish_many(got) == [True] * 10
     assert client.finish_many(got) == [False] * 10
-    assert not r.exists(f"{P}:payload", f"{P}:interval", f"{P}:default:active")
-    assert not r.exists(f"{P}:default:q0:requeues_remaining", f"{P}:default:q1:requeues_remaining")
+    assert store.payloads() == set() and store.intervals() == {} and store.active("default") == {}
+    assert store.requeues("default", "q0") == {} and store.requeues("default", "q1") == {}
 
 
-def test_mixed_single_and_batch_calls(client: Client, r: redis.Redis):
+def test_mixed_single_and_batch_calls(client: Client, store: Any):
     client.enqueue_many([job(f"b{i}") for i in range(3)])
     client.enqueue(queue_id="q1", job_id="s0", payload="s", interval=0)
     client.enqueue_many([job("b3")])
-    assert r.lrange(f"{P}:default:q1", 0, -1) == [b"b0", b"b1", b"b2", b"s0", b"b3"]
+    assert store.queued("default", "q1") == ["b0", "b1", "b2", "s0", "b3"]
     first = client.dequeue()
     rest = client.dequeue_many(count=10)
     assert [first.job_id] + [j.job_id for j in rest] == ["b0", "b1", "b2", "s0", "b3"]
     assert client.finish("default", "q1", "s0") is True
     assert client.finish_many([first, ("default", "q1", "s0"), *rest]) == [True, False, True, True, False, True]
     assert client.finish("default", "q1", "b1") is False
-    assert not r.exists(f"{P}:payload", f"{P}:default:active")
+    assert store.payloads() == set() and store.active("default") == {}
 
 
 # -- 3. edges ---------------------------------------------------------------------------
 
 
-def test_empty_batches_write_nothing(client: Client, r: redis.Redis):
+def test_empty_batches_write_nothing(client: Client, store: Any):
     assert client.enqueue_many([]) == EnqueueResult(enqueued=0, duplicates=[])
     assert client.enqueue_many(iter(())) == EnqueueResult(enqueued=0, duplicates=[])
     assert client.finish_many([]) == []
     assert client.finish_many(iter(())) == []
     assert client.dequeue_many(count=5) == []
-    assert data_keys(r, "*") == []
+    assert store.data_keys() == []
 
 
 @pytest.mark.parametrize("pipeline_depth", [1, 2, 8])
-def test_bad_job_in_middle_of_chunk(client: Client, r: redis.Redis, clock: FakeClock, pipeline_depth: int):
+def test_bad_job_in_middle_of_chunk(client: Client, store: Any, clock: FakeClock, pipeline_depth: int):
     jobs = [job(f"j{i}", queue_id=f"q{i % 3}") for i in range(40)]
     jobs[25]["interval"] = -1
     with pytest.raises(BadArgumentException) as info:
@@ -287,33 +287,31 @@ def test_bad_job_in_middle_of_chunk(client: Client, r: redis.Redis, clock: FakeC
     assert exc.field == "interval"
     assert exc.enqueued == 20
     assert "25" in str(exc)
-    assert sum(queue_lengths(r, P, "default", ["q0", "q1", "q2"]).values()) == 20
-    assert r.hlen(f"{P}:payload") == 20
-    assert set(r.hkeys(f"{P}:payload")) == {f"default:q{i % 3}:j{i}".encode() for i in range(20)}
-    assert int(r.get(f"{P}:enqueue_counter:{minute_of(clock.now)}")) == 20
+    assert store.payloads() == {f"default:q{i % 3}:j{i}" for i in range(20)}
+    assert client.metrics().enqueue_counts[minute_of(clock.now)] == 20
     for q in ("q0", "q1", "q2"):
-        ids = r.lrange(f"{P}:default:{q}", 0, -1)
-        assert ids == [f"j{i}".encode() for i in range(20) if i % 3 == int(q[1])]
-        assert set(r.hkeys(f"{P}:default:{q}:requeues_remaining")) == set(ids)
+        ids = store.queued("default", q)
+        assert ids == [f"j{i}" for i in range(20) if i % 3 == int(q[1])]
+        assert set(store.requeues("default", q)) == set(ids)
 
 
-def test_bad_job_in_first_chunk_writes_nothing(client: Client, r: redis.Redis):
+def test_bad_job_in_first_chunk_writes_nothing(client: Client, store: Any):
     jobs = [job(f"j{i}") for i in range(10)]
     jobs[3]["queue_id"] = "bad id"
     with pytest.raises(BadArgumentException) as info:
         client.enqueue_many(jobs, chunk_size=5)
     assert (info.value.index, info.value.field, info.value.enqueued) == (3, "queue_id", 0)
-    assert data_keys(r, "*") == []
+    assert store.data_keys() == []
 
 
-def test_bad_job_in_later_pipeline_round(client: Client, r: redis.Redis):
+def test_bad_job_in_later_pipeline_round(client: Client, store: Any):
     jobs = [job(f"j{i}") for i in range(60)]
     jobs[47]["payload"] = object()
     with pytest.raises(BadArgumentException) as info:
         client.enqueue_many(iter(jobs), chunk_size=5, pipeline_depth=3)
     # rounds of 15 jobs: 0..14, 15..29, 30..44 land; 45..49 is the bad chunk
     assert (info.value.index, info.value.field, info.value.enqueued) == (47, "payload", 45)
-    assert r.lrange(f"{P}:default:q1", 0, -1) == [f"j{i}".encode() for i in range(45)]
+    assert store.queued("default", "q1") == [f"j{i}" for i in range(45)]
 
 
 BAD_FIELDS = [
@@ -340,46 +338,46 @@ BAD_FIELDS = [
 
 
 @pytest.mark.parametrize("key,value,field", BAD_FIELDS)
-def test_bad_job_fields(client: Client, r: redis.Redis, key: str, value: Any, field: str):
+def test_bad_job_fields(client: Client, store: Any, key: str, value: Any, field: str):
     bad = job("bad")
     bad[key] = value
     with pytest.raises(BadArgumentException) as info:
         client.enqueue_many([job("ok0"), job("ok1"), bad, job("ok3")], chunk_size=2)
     assert (info.value.index, info.value.field, info.value.enqueued) == (2, field, 2)
-    assert r.lrange(f"{P}:default:q1", 0, -1) == [b"ok0", b"ok1"]
+    assert store.queued("default", "q1") == ["ok0", "ok1"]
 
 
 @pytest.mark.parametrize("missing", ["queue_id", "job_id", "interval", "payload"])
-def test_missing_job_field(client: Client, r: redis.Redis, missing: str):
+def test_missing_job_field(client: Client, store: Any, missing: str):
     bad = job("bad")
     del bad[missing]
     with pytest.raises(BadArgumentException) as info:
         client.enqueue_many([bad])
     assert (info.value.index, info.value.field) == (0, missing)
-    assert data_keys(r, "*") == []
+    assert store.data_keys() == []
 
 
 @pytest.mark.parametrize(
     "bad", [["default", "q1", "j1", {}, 0], ("q1", "j1"), "j1", None, 7, Job("default", "q1", "j1", {}, -1)]
 )
-def test_bad_job_types(client: Client, r: redis.Redis, bad: Any):
+def test_bad_job_types(client: Client, store: Any, bad: Any):
     with pytest.raises(BadArgumentException) as info:
         client.enqueue_many([job("ok0"), bad])
     assert info.value.index == 1
     assert info.value.enqueued == 0
-    assert data_keys(r, "*") == []
+    assert store.data_keys() == []
 
 
-def test_job_requests_and_dicts_mixed(client: Client, r: redis.Redis):
+def test_job_requests_and_dicts_mixed(client: Client, store: Any):
     jobs = [
         JobRequest(queue_id="q1", job_id="a", payload=1, interval=0),
         job("b", payload=2),
         JobRequest(queue_id="q2", job_id="c", payload=3, interval=7, queue_type="t", requeue_limit=2),
     ]
     assert client.enqueue_many(jobs).enqueued == 3
-    assert r.hgetall(f"{P}:interval") == {b"default:q1": b"0", b"t:q2": b"7"}
-    assert r.hget(f"{P}:t:q2:requeues_remaining", "c") == b"2"
-    assert r.hget(f"{P}:default:q1:requeues_remaining", "a") == b"-1"
+    assert store.intervals() == {"default:q1": "0", "t:q2": "7"}
+    assert store.requeues("t", "q2") == {"c": "2"}
+    assert store.requeues("default", "q1") == {"a": "-1", "b": "-1"}
 
 
 PAYLOADS = [
@@ -439,7 +437,7 @@ def test_100k_jobs_from_a_generator(client: Client, r: redis.Redis, clock: FakeC
     assert r.lindex(f"{P}:default:q3", -1) == f"j{max(range(3, total, queues))}".encode()
 
 
-def test_duplicate_ids_inside_one_batch(client: Client, r: redis.Redis, clock: FakeClock):
+def test_duplicate_ids_inside_one_batch(client: Client, store: Any, clock: FakeClock):
     result = client.enqueue_many(
         [
             job("a", payload="first"),
@@ -450,21 +448,21 @@ def test_duplicate_ids_inside_one_batch(client: Client, r: redis.Redis, clock: F
         ]
     )
     assert result == EnqueueResult(enqueued=3, duplicates=[2, 4])
-    assert r.lrange(f"{P}:default:q1", 0, -1) == [b"a", b"b"]
-    assert r.hget(f"{P}:payload", "default:q1:a") == msgpack.packb("first")
-    assert r.hget(f"{P}:interval", "default:q1") == b"0"  # the refused job changed nothing
-    assert int(r.get(f"{P}:default:q1:enqueue_counter:{minute_of(clock.now)}")) == 2
-    assert int(r.get(f"{P}:enqueue_counter:{minute_of(clock.now)}")) == 3
+    assert store.queued("default", "q1") == ["a", "b"]
+    assert store.intervals()["default:q1"] == "0"  # the refused job changed nothing
+    assert client.metrics("default", "q1").enqueue_counts[minute_of(clock.now)] == 2
+    assert client.metrics().enqueue_counts[minute_of(clock.now)] == 3
+    assert sorted(j.payload for j in client.dequeue_many(count=5) if j.job_id == "a") == ["first", "other queue"]
 
 
-def test_duplicates_across_chunks_and_against_queued_and_active_jobs(client: Client, r: redis.Redis):
+def test_duplicates_across_chunks_and_against_queued_and_active_jobs(client: Client, store: Any):
     client.enqueue_many([job("active"), job("queued")])
     assert client.dequeue_many(count=1)[0].job_id == "active"
     result = client.enqueue_many(
         [job("new0"), job("queued"), job("new1"), job("active"), job("new0"), job("new2")], chunk_size=2
     )
     assert result == EnqueueResult(enqueued=3, duplicates=[1, 3, 4])
-    assert r.lrange(f"{P}:default:q1", 0, -1) == [b"queued", b"new0", b"new1", b"new2"]
+    assert store.queued("default", "q1") == ["queued", "new0", "new1", "new2"]
     # once finished, the id is free again
     assert client.finish_many([("default", "q1", "active")]) == [True]
     assert client.enqueue_many([job("active")]).duplicates == []

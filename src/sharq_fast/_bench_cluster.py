@@ -6,7 +6,7 @@ cluster on this machine and runs the workload on both in the same run.
 """
 
 import time
-from typing import Any, Callable, Dict, List
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import redis
 import redis.cluster
@@ -132,3 +132,39 @@ def format_shards(rows: List[Dict[str, Any]]) -> str:
             f"{100 * row['cpu_share']:>9.1f}% {row['server_us_per_job_here']:>13.1f}"
         )
     return "\n".join(lines)
+
+
+# -- sharq-fast bench --cluster / --url redis+cluster:// ------------------------------------
+
+
+def private_cluster() -> Any:
+    """A private 3-master Redis Cluster on this machine (stop() it)."""
+    from ._redis_cluster import RedisCluster
+
+    return RedisCluster(masters=3)
+
+
+def run_on_cluster(args: Any, url: str, cores: Sequence[str], base: str, rep: int) -> List[Any]:
+    """The bench workload on the cluster at `url`; results labelled "<impl> cluster"."""
+    from ._cluster_connect import cluster_client
+
+    results: List[Any] = []
+    for core_name in cores:
+        for result in _bench.run_sharq_fast(
+            lambda: cluster_client(url, asyncio=False), core_name, n=args.n, queues=args.queues,
+            batch=args.batch, modes=args.modes, progress=args.progress, rep=rep, prefix_base=base,
+        ):
+            result.impl = f"{result.impl} cluster"
+            results.append(result)
+    return results
+
+
+def shard_report(args: Any, url: Optional[str], make_redis: Callable[[], Any]) -> Dict[str, Any]:
+    """The load of each shard under the batched workload (on the cluster at `url`, else
+    the one make_redis gives): rows for --out, and the printed table as "shard_table"."""
+    from ._cluster_connect import cluster_client
+
+    make = (lambda: cluster_client(url, asyncio=False)) if url else make_redis
+    rows = shard_load(make, args.n, args.queues, args.batch, args.progress)
+    table = f"shard load (batched workload, {args.n:,} jobs over {args.queues:,} queues):\n{format_shards(rows)}"
+    return {"shards": rows, "shard_table": table}

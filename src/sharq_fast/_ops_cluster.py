@@ -102,19 +102,23 @@ def _ids(job: Any) -> Tuple[Any, Any]:
 def _pack_round(s: Settings, batch: List[Any], start: int, chunk_size: int) -> Op[Any]:
     """(calls, positions, error) of one round of enqueue_many: the jobs grouped by
     partition, chunk_size a call; positions[c] are the offsets in `batch` of call c's jobs.
-    A bad job's error comes with the calls of the jobs before its chunk."""
-    now, limit = s.clock(), s.default_job_requeue_limit
+    A bad job's error comes with the calls of the jobs before its chunk. A new queue type
+    is registered only once its jobs passed validation (bad input writes nothing)."""
+    now, limit, cs = s.clock(), s.default_job_requeue_limit, s.cluster
     names = set()
     for job in batch:
         queue_type = _ids(job)[0]
-        if isinstance(queue_type, str) and queue_type not in s.cluster.types:
+        if isinstance(queue_type, str) and queue_type not in cs.types:
             try:
                 names.add(queue_type_arg(queue_type))
             except BadArgumentException:
                 pass  # reported by the validation below, with its index
-    known = dict(s.cluster.types)
+    known = dict(cs.types)
+    tentative: Dict[str, Partitions] = {}
     if names:
-        known.update((yield from type_partitions(s, names, create=True)))
+        known.update((yield from type_partitions(s, names, create=False)))
+        tentative = {n: Partitions(cs.key_prefix, n, cs.default_partitions) for n in names if n not in known}
+        known.update(tentative)
     groups: Dict[Tuple[str, int], List[int]] = {}
     invalid = []
     for i, job in enumerate(batch):
@@ -127,27 +131,32 @@ def _pack_round(s: Settings, batch: List[Any], start: int, chunk_size: int) -> O
     try:
         if invalid:
             _core.core.enqueue_chunks(now, [batch[i] for i in invalid], limit, start, chunk_size)
-        calls, positions = [], []
+        packed = []
         for (queue_type, p), indexes in groups.items():
             bodies, parts_positions = _core.core.enqueue_chunks(
                 now, [batch[i] for i in indexes], limit, start, chunk_size
             )
-            channel = _core.core.pack_args((wake_channel(s, queue_type), s.job_expire_interval))
+            head = _core.core.pack_args((wake_channel(s, queue_type), s.job_expire_interval))
             for body, part in zip(bodies, parts_positions):
-                calls.append(partition_call(s, "enqueue", known[queue_type], p, now, channel + body, 2 + 1 + 6 * len(part)))
-                positions.append([indexes[k] for k in part])
-        return calls, positions, None
+                packed.append((queue_type, p, head + body, 2 + 1 + 6 * len(part), [indexes[k] for k in part]))
     except BadArgumentException:
-        pass
-    # Some job is bad: find the first (its index and message as on one node), send the
-    # chunks before it.
-    try:
-        _core.core.enqueue_chunks(now, batch, limit, start, len(batch))
-    except BadArgumentException as exc:
-        valid = ((exc.index or start) - start) // chunk_size * chunk_size
-        calls, positions, _ = yield from _pack_round(s, batch[:valid], start, chunk_size)
-        return calls, positions, exc
-    raise AssertionError("a job failed validation in a group but not in the batch")
+        # Some job is bad: find the first (its index and message as on one node) and send
+        # the chunks before it.
+        try:
+            _core.core.enqueue_chunks(now, batch, limit, start, len(batch))
+        except BadArgumentException as exc:
+            valid = ((exc.index or start) - start) // chunk_size * chunk_size
+            calls, positions, _ = yield from _pack_round(s, batch[:valid], start, chunk_size)
+            return calls, positions, exc
+        raise AssertionError("a job failed validation in a group but not in the batch") from None
+    if tentative:
+        registered = yield from type_partitions(s, tentative, create=True)
+        for name, parts in tentative.items():
+            if registered[name].count != parts.count:  # another client's count won: regroup
+                return (yield from _pack_round(s, batch, start, chunk_size))
+            cs.types[name] = parts
+    calls = [partition_call(s, "enqueue", known[t], p, now, body, argc) for t, p, body, argc, _ in packed]
+    return calls, [item[4] for item in packed], None
 
 
 def enqueue(s: Settings, job: Any) -> Op[bool]:

@@ -276,7 +276,7 @@ def _settings(args: argparse.Namespace, repeat: int) -> Dict[str, Any]:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from . import _bench
+    from . import _bench, _bench_cluster
 
     cores = _cores(args)
     target = Target(args, allow_private=True)
@@ -284,68 +284,33 @@ def cmd_bench(args: argparse.Namespace) -> int:
         _note(f"sharq-fast bench against {target.describe}")
         base = args.key_prefix or _bench.BENCH_PREFIX_BASE
         results: List[Any] = []
+        if args.cluster:
+            _note("starting a private 3-master Redis Cluster")
+            args.private_cluster = _bench_cluster.private_cluster()
         for rep in range(args.repeat):
             for core_name in cores:
                 results += _bench.run_sharq_fast(
                     target.make_redis, core_name, n=args.n, queues=args.queues, batch=args.batch,
                     modes=args.modes, progress=args.progress, rep=rep, prefix_base=base,
                 )
-        if args.cluster:
-            results += _bench_on_private_cluster(args, cores, base)
+            if args.cluster:  # interleaved: both see the same load of this machine
+                results += _bench_cluster.run_on_cluster(args, args.private_cluster.url, cores, base, rep)
         if not args.no_scaling and not target.cluster:
             for rep in range(args.repeat):
                 results += _scaling(args, target, cores, rep)
         extra, shard_table = None, None
         if target.cluster or args.cluster:
-            extra = _shard_report(args, target)
+            cluster = getattr(args, "private_cluster", None)
+            extra = _bench_cluster.shard_report(args, cluster.url if cluster is not None else None, target.make_redis)
             shard_table = extra.pop("shard_table")
         _report(args, "bench", target, results, _settings(args, args.repeat), None, extra)
         if shard_table:
             print(shard_table)
     finally:
         target.close()
+        if getattr(args, "private_cluster", None) is not None:
+            args.private_cluster.stop()
     return 0
-
-
-def _bench_on_private_cluster(args: argparse.Namespace, cores: Sequence[str], base: str) -> List[Any]:
-    """bench --cluster: the same workload on a private 3-master cluster (impl "... cluster")."""
-    from . import _bench
-    from ._cluster_connect import cluster_client
-    from ._redis_cluster import RedisCluster
-
-    _note("starting a private 3-master Redis Cluster")
-    args.private_cluster = RedisCluster(masters=3)
-    url = args.private_cluster.url
-    results: List[Any] = []
-    for rep in range(args.repeat):
-        for core_name in cores:
-            for result in _bench.run_sharq_fast(
-                lambda: cluster_client(url, asyncio=False), core_name, n=args.n, queues=args.queues,
-                batch=args.batch, modes=args.modes, progress=args.progress, rep=rep, prefix_base=base,
-            ):
-                result.impl = f"{result.impl} cluster"
-                results.append(result)
-    return results
-
-
-def _shard_report(args: argparse.Namespace, target: "Target") -> Dict[str, Any]:
-    """The load of each shard under the batched workload, printed and kept for --out."""
-    from ._bench_cluster import format_shards, shard_load
-    from ._cluster_connect import cluster_client
-
-    cluster = getattr(args, "private_cluster", None)
-    try:
-        if cluster is not None:
-            url = cluster.url
-            make: Callable[[], Any] = lambda: cluster_client(url, asyncio=False)  # noqa: E731
-        else:
-            make = target.make_redis
-        rows = shard_load(make, args.n, args.queues, args.batch, args.progress)
-    finally:
-        if cluster is not None:
-            cluster.stop()
-    table = f"shard load (batched workload, {args.n:,} jobs over {args.queues:,} queues):\n{format_shards(rows)}"
-    return {"shards": rows, "shard_table": table}
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
