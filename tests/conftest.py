@@ -156,8 +156,11 @@ def store(request: pytest.FixtureRequest, transport: str, make_client: Any) -> A
     from store_view import ClusterStore, SingleNodeStore
 
     if transport.startswith("cluster"):
-        return ClusterStore(request.getfixturevalue("redis_cluster"))
-    return SingleNodeStore(request.getfixturevalue("r"))
+        view = ClusterStore(request.getfixturevalue("redis_cluster"))
+        yield view
+        view.close()
+    else:
+        yield SingleNodeStore(request.getfixturevalue("r"))
 
 
 @pytest.fixture

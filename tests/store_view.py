@@ -10,7 +10,7 @@ from typing import Any, Dict, List, Set
 
 import redis
 
-from redis_state import data_keys
+from redis_state import data_keys, raw_snapshot
 
 P = "sharq_server"
 
@@ -21,10 +21,16 @@ class SingleNodeStore:
     def __init__(self, r: redis.Redis, prefix: str = P) -> None:
         self.r = r
         self.prefix = prefix
+        #: A redis-py client for single-key commands on keys outside the layout (locks).
+        self.keys = r
 
     def data_keys(self) -> List[bytes]:
         """Every key but reply caches."""
         return data_keys(self.r, "*")
+
+    def snapshot(self) -> Any:
+        """Every key but reply caches, with its value (compare before and after a call)."""
+        return raw_snapshot(self.r)
 
     def payloads(self) -> Set[str]:
         """Fields T:Q:J of the stored payloads."""
@@ -54,6 +60,11 @@ class ClusterStore:
     def __init__(self, cluster: Any, prefix: str = P) -> None:
         self.cluster = cluster
         self.prefix = prefix
+        #: A redis-py cluster client for single-key commands on keys outside the layout.
+        self.keys = cluster.client()
+
+    def close(self) -> None:
+        self.keys.close()
 
     def _nodes(self) -> List[redis.Redis]:
         return [self.cluster.node_client(port) for port in self.cluster.masters()]
@@ -82,6 +93,26 @@ class ClusterStore:
                 keys.append(key)
         return sorted(keys)
 
+    def snapshot(self) -> Any:
+        found = {}
+        for node in self._nodes():
+            for key in node.scan_iter(count=1000):
+                if b":.replies:" in key:
+                    continue
+                kind = node.type(key)
+                if kind == b"zset":
+                    value: Any = node.zrange(key, 0, -1, withscores=True)
+                elif kind == b"hash":
+                    value = node.hgetall(key)
+                elif kind == b"list":
+                    value = node.lrange(key, 0, -1)
+                elif kind == b"set":
+                    value = node.smembers(key)
+                else:
+                    value = node.get(key)
+                found[key] = (kind, value, node.pttl(key) > 0)
+        return found
+
     def _type_of(self, key: bytes) -> str:
         return key.decode().split("}", 1)[0][1:].rsplit(":", 2)[1]
 
@@ -93,13 +124,10 @@ class ClusterStore:
         return found
 
     def _partition(self, queue_type: str, queue_id: str) -> Any:
-        node = self.cluster.node_client(self.cluster.masters()[0])
-        count = int(self.cluster.client().hget(f"{{{self.prefix}}}:.types", queue_type) or 64)
+        count = int(self.keys.hget(f"{{{self.prefix}}}:.types", queue_type) or 64)
         p = zlib.crc32(queue_id.encode()) % count
         tag = f"{{{self.prefix}:{queue_type}:{p}}}"
-        owner = self.cluster.node_client(self.cluster.slot_owner(self.cluster.key_slot(tag)))
-        del node
-        return owner, tag
+        return self.cluster.node_client(self.cluster.slot_owner(self.cluster.key_slot(tag))), tag
 
     def queued(self, queue_type: str, queue_id: str) -> List[str]:
         node, tag = self._partition(queue_type, queue_id)

@@ -468,20 +468,17 @@ def test_duplicates_across_chunks_and_against_queued_and_active_jobs(client: Cli
     assert client.enqueue_many([job("active")]).duplicates == []
 
 
-def test_dequeue_many_beyond_one_script_call(client: Client, r: redis.Redis, clock: FakeClock):
+def test_dequeue_many_beyond_one_script_call(client: Client, store: Any, clock: FakeClock):
     n = 2 * C.MAX_DEQUEUE_PER_CALL + 200
     client.enqueue_many([job(f"j{i}") for i in range(n)])
     got = client.dequeue_many(count=n - 100)
     assert [j.job_id for j in got] == [f"j{i}" for i in range(n - 100)]
-    assert r.zcard(f"{P}:default:active") == n - 100
-    assert set(r.zrange(f"{P}:default:active", 0, -1, withscores=True)) == {
-        (f"q1:j{i}".encode(), float(clock.now + EXPIRE)) for i in range(n - 100)
-    }
+    assert store.active("default") == {f"q1:j{i}": float(clock.now + EXPIRE) for i in range(n - 100)}
     rest = client.dequeue_many(count=5000)
     assert [j.job_id for j in rest] == [f"j{i}" for i in range(n - 100, n)]
     assert client.dequeue_many(count=5000) == []
-    assert not r.exists(f"{P}:default:q1", f"{P}:default")
-    assert int(r.get(f"{P}:dequeue_counter:{minute_of(clock.now)}")) == n
+    assert store.queued("default", "q1") == [] and client.metrics("default").queue_ids == ["q1"]  # active
+    assert client.metrics().dequeue_counts[minute_of(clock.now)] == n
 
 
 def test_dequeue_many_with_intervals(client: Client, r: redis.Redis, clock: FakeClock):
@@ -513,7 +510,7 @@ def test_dequeue_many_mixes_interval_zero_and_rate_limited_queues(client: Client
     assert [j.job_id for j in got] == ["s0", "f0", "f1", "f2"]
 
 
-def test_finish_many_jobs_and_tuples(client: Client, r: redis.Redis):
+def test_finish_many_jobs_and_tuples(client: Client, store: Any):
     client.enqueue_many([job(f"j{i}", queue_id=f"q{i % 2}") for i in range(5)])
     got = client.dequeue_many(count=5)
     by_id = {j.job_id: j for j in got}
@@ -531,11 +528,11 @@ def test_finish_many_jobs_and_tuples(client: Client, r: redis.Redis):
         chunk_size=3,
     )
     assert flags == [True, True, False, False, False, False, True, True]
-    assert r.zrange(f"{P}:default:active", 0, -1) == [b"q0:j4"]
-    assert r.hkeys(f"{P}:payload") == [b"default:q0:j4"]
-    assert r.smembers(f"{P}:active:queue_type") == {b"default"}
+    assert list(store.active("default")) == ["q0:j4"]
+    assert store.payloads() == {"default:q0:j4"}
+    assert client.metrics().queue_types == ["default"]
     assert client.finish_many([by_id["j4"]]) == [True]
-    assert r.smembers(f"{P}:active:queue_type") == set()
+    assert client.metrics().queue_types == []
 
 
 @pytest.mark.parametrize(
@@ -636,7 +633,7 @@ def test_requeue_20000_expired_jobs_in_bounded_steps(client: Client, r: redis.Re
     assert r.hlen(f"{P}:payload") == 0
 
 
-def test_requeue_limits_discard_with_payloads(client: Client, r: redis.Redis, clock: FakeClock):
+def test_requeue_limits_discard_with_payloads(client: Client, store: Any, clock: FakeClock):
     client.enqueue_many(
         [
             job("zero", payload={"p": 0}, requeue_limit=0),
@@ -654,11 +651,11 @@ def test_requeue_limits_discard_with_payloads(client: Client, r: redis.Redis, cl
         Job("default", "q1", "zero", {"p": 0}, -1),
         Job("t2", "q2", "other", [2], -1),
     ]
-    assert set(r.hkeys(f"{P}:payload")) == {b"default:q1:one", b"default:q1:free"}
-    assert r.hgetall(f"{P}:default:q1:requeues_remaining") == {b"one": b"0", b"free": b"-1"}
-    assert not r.exists(f"{P}:t2:q2:requeues_remaining", f"{P}:t2:active", f"{P}:t2")
-    assert r.hkeys(f"{P}:interval") == [b"default:q1"]
-    assert r.smembers(f"{P}:active:queue_type") == set()
+    assert store.payloads() == {"default:q1:one", "default:q1:free"}
+    assert store.requeues("default", "q1") == {"one": "0", "free": "-1"}
+    assert store.requeues("t2", "q2") == {} and store.active("t2") == {} and store.queued("t2", "q2") == []
+    assert list(store.intervals()) == ["default:q1"]
+    assert client.metrics().queue_types == ["default"]  # its queue is ready again; none active
     assert client.finish_many([first[0], first[3]]) == [False, False]
 
     second = client.dequeue_many(count=10)
@@ -666,24 +663,24 @@ def test_requeue_limits_discard_with_payloads(client: Client, r: redis.Redis, cl
     clock.advance(EXPIRE)
     result = client.requeue()
     assert result == RequeueResult(requeued=1, discarded=[Job("default", "q1", "one", b"\x01", -1)])
-    assert r.hkeys(f"{P}:payload") == [b"default:q1:free"]
-    assert r.hgetall(f"{P}:default:q1:requeues_remaining") == {b"free": b"-1"}
+    assert store.payloads() == {"default:q1:free"}
+    assert store.requeues("default", "q1") == {"free": "-1"}
     third = client.dequeue_many(count=10)
     assert [(j.job_id, j.payload, j.requeues_remaining) for j in third] == [("free", "free", -1)]
     assert client.finish_many(third) == [True]
     # nothing is left but counters and time keepers
-    leftovers = {k.decode() for k in data_keys(r, "*")}
-    assert all("_counter:" in k or k.endswith(":time") for k in leftovers), leftovers
+    leftovers = {k.decode() for k in store.data_keys()}
+    assert all("_counter:" in k or "counters:" in k or k.endswith(":time") or k.endswith(".types") for k in leftovers), leftovers
 
 
-def test_requeue_puts_jobs_back_at_the_front(client: Client, r: redis.Redis, clock: FakeClock):
+def test_requeue_puts_jobs_back_at_the_front(client: Client, store: Any, clock: FakeClock):
     client.enqueue_many([job(f"j{i}", interval=0) for i in range(5)])
     got = client.dequeue_many(count=2)
     assert [j.job_id for j in got] == ["j0", "j1"]
     clock.advance(EXPIRE)
     assert client.requeue().requeued == 2
     # as SharQ: expired jobs in active-set order (q1:j0, q1:j1), each LPUSHed to the front
-    assert r.lrange(f"{P}:default:q1", 0, -1) == [b"j1", b"j0", b"j2", b"j3", b"j4"]
+    assert store.queued("default", "q1") == ["j1", "j0", "j2", "j3", "j4"]
 
 
 # -- 4. counters ------------------------------------------------------------------------

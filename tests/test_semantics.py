@@ -67,7 +67,7 @@ def expire_and_requeue(client, clock):
 
 
 @pytest.mark.parametrize("limit", [5, 0, -1])
-def test_requeue_limits(client, clock, r, limit):
+def test_requeue_limits(client, clock, store, limit):
     enqueue(client, "j1", interval=0, requeue_limit=limit)
     deliveries = 0
     for _ in range(8):
@@ -88,7 +88,8 @@ def test_requeue_limits(client, clock, r, limit):
         assert deliveries == limit + 1
         assert client.dequeue() is None
         # Discarded: nothing of the job is left.
-        assert not r.exists(f"{P}:payload", f"{P}:default:active", f"{P}:default:q1:requeues_remaining")
+        assert store.payloads() == set() and store.active("default") == {}
+        assert store.requeues("default", "q1") == {}
 
 
 def test_finished_job_is_not_requeued(client, clock):
@@ -211,11 +212,11 @@ def test_foreign_key_of_another_type_refuses_enqueue_and_writes_nothing(client, 
     assert raw_snapshot(r) == before
 
 
-def test_duplicate_job_id_is_refused_and_keeps_first_job(client, r, clock):
+def test_duplicate_job_id_is_refused_and_keeps_first_job(client, store, clock):
     assert enqueue(client, "j1", requeue_limit=3) is True
-    before = raw_snapshot(r)
+    before = store.snapshot()
     assert client.enqueue(queue_id="q1", job_id="j1", payload="second", interval=5, requeue_limit=0) is False
-    assert raw_snapshot(r) == before
+    assert store.snapshot() == before
     job = client.dequeue()
     assert job.payload == {"id": "j1"} and job.requeues_remaining == 3
     # Still refused while the job is active...
