@@ -289,3 +289,25 @@ def test_sharq_conf_clustered_means_the_cluster_layout(redis_cluster, tmp_path):
         assert job.job_id == "j" and job.expires_at > 0
         assert client.finish(job.queue_type, job.queue_id, job.job_id)
     assert sum(payload_counts(redis_cluster).values()) == 0
+
+
+@CLUSTER_TRANSPORTS
+def test_metrics_are_summed_over_every_partition(make_client, clock, redis_cluster):
+    clock.now = time.time_ns() // 1_000_000 // 60_000 * 60_000 + 1000  # counters expire in real time
+    minute = clock.now // 60_000 * 60_000
+    client = make_client()
+    jobs = [{"queue_type": t, "queue_id": f"q{i % 50}", "job_id": f"j{i}", "payload": i, "interval": 0}
+            for t in ("a", "b") for i in range(300)]
+    assert client.enqueue_many(jobs).enqueued == 600
+    assert len(client.dequeue_many("a", 200)) == 200
+    metrics = client.metrics()
+    assert metrics.queue_types == ["a", "b"]
+    assert metrics.enqueue_counts[minute] == 600 and metrics.dequeue_counts[minute] == 200
+    assert client.metrics("b").queue_ids == sorted(f"q{i}" for i in range(50))
+    one = client.metrics("a", "q7")
+    assert one.enqueue_counts[minute] == 6 and one.dequeue_counts[minute] + one.queue_length == 6
+    assert client.queue_length("a", "q7") == one.queue_length
+    expiry = (minute + 600_000) // 1000
+    counters = [(node, key) for node in (redis_cluster.node_client(p) for p in redis_cluster.masters())
+                for key in node.scan_iter(match="{sharq_server:*}:counters:*")]
+    assert counters and all(node.expiretime(key) == expiry for node, key in counters)
