@@ -311,3 +311,16 @@ def test_metrics_are_summed_over_every_partition(make_client, clock, redis_clust
     counters = [(node, key) for node in (redis_cluster.node_client(p) for p in redis_cluster.masters())
                 for key in node.scan_iter(match="{sharq_server:*}:counters:*")]
     assert counters and all(node.expiretime(key) == expiry for node, key in counters)
+
+
+def test_sharq_dropin_on_a_clustered_conf(redis_cluster, tmp_path):
+    from sharq_fast import SharQ
+
+    redis_cluster.flushall()
+    conf = tmp_path / "sharq.conf"
+    conf.write_text(f"[redis]\nhost = 127.0.0.1\nport = {redis_cluster.masters()[0]}\nclustered = true\n")
+    sq = SharQ(str(conf))
+    assert sq.enqueue(payload={"a": 1}, interval=0, job_id="j1", queue_id="q1") == {"status": "queued"}
+    job = sq.dequeue()
+    assert (job["status"], job["job_id"], job["payload"]) == ("success", "j1", {"a": 1})
+    assert sq.finish(job_id="j1", queue_id="q1")["status"] == "success"

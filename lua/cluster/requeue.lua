@@ -13,13 +13,31 @@
 -- Returns {requeued, more (1: the limit was reached, call again), partition head, next
 -- lease expiry left (-1: none), then queue_id, job_id, payload, -1 per discarded job}.
 
-local err = partition_error()
+local channel, expire_interval = ARGV[1], tonumber(ARGV[2])
+local now, limit = tonumber(ARGV[3]), tonumber(ARGV[4])
+
+local function next_expiry()
+   local first = redis.call('ZRANGE', ACTIVE, 0, 0, 'WITHSCORES')
+   if first[2] and first[1] ~= '~' then
+      return tonumber(first[2])
+   end
+   return -1
+end
+
+-- The requeuer calls every partition every round: one with nothing expired answers at
+-- once, and writes nothing (a resend may run again).
+local err = wrong_type(ACTIVE, 'zset')
 if err then
    return err
 end
-local channel, expire_interval = ARGV[1], tonumber(ARGV[2])
-local now, limit = tonumber(ARGV[3]), tonumber(ARGV[4])
 local expired = redis.call('ZRANGEBYSCORE', ACTIVE, '-inf', now, 'LIMIT', 0, limit)
+if #expired == 0 then
+   return {0, 0, partition_head(), next_expiry()}
+end
+err = partition_error()
+if err then
+   return err
+end
 local requeued, ready_now = 0, 0
 local discarded = {}
 local queues, order = {}, {}
@@ -64,12 +82,7 @@ local more = 0
 if #expired == limit then
    more = 1
 end
-local next_expiry = -1
-local first = redis.call('ZRANGE', ACTIVE, 0, 0, 'WITHSCORES')
-if first[2] and first[1] ~= '~' then
-   next_expiry = tonumber(first[2])
-end
-local result = {requeued, more, partition_head(), next_expiry}
+local result = {requeued, more, partition_head(), next_expiry()}
 for _, value in ipairs(discarded) do
    result[#result + 1] = value
 end

@@ -28,7 +28,12 @@ class SharQ:
         self._key_prefix = config.key_prefix
         self._job_expire_interval = config.job_expire_interval
         self._default_job_requeue_limit = config.default_job_requeue_limit
-        self._r = redis.StrictRedis(**config.redis)
+        if config.clustered:  # the cluster layout (docs/cluster-layout.md)
+            from ._connect import from_config
+
+            self._r = from_config(self.config_path, asyncio=False)[0]
+        else:
+            self._r = redis.StrictRedis(**config.redis)
         self._client = Client(
             self._r,
             key_prefix=config.key_prefix,
