@@ -22,18 +22,20 @@ local INTERVAL, TIME, ACTIVE, SEQ, COUNTERS = KEYS[6], KEYS[7], KEYS[8], KEYS[9]
 local SEQ_BASE = 100000000000000  -- 15 digits: room to grow at both ends of a queue
 local SLICE = 1000                -- unpack() is limited by Lua's C stack
 
--- Check the partition's key types (nothing is written when one is wrong), and give a new
--- partition its placeholders ('~', see _first.lua): scores +inf in READY, ACTIVE and TIME
--- (never due), a field no job has in the hashes, a member outside every queue's range in
--- JOBS. Returns an error reply, or nil.
+-- Give a new partition its placeholders ('~', see _first.lua): scores +inf in READY,
+-- ACTIVE and TIME (never due), a field no job has in the hashes, a member outside every
+-- queue's range in JOBS; check the key types first (nothing is written when one is
+-- wrong). A partition that has its SEQ was made so by these scripts: its keys, all under
+-- the partition's own hash tag, are not checked again on every call. Returns an error
+-- reply, or nil.
 local function partition_error()
-   local err = wrong_type(READY, 'zset') or wrong_type(JOBS, 'zset') or wrong_type(PAYLOAD, 'hash')
-      or wrong_type(REQUEUES, 'hash') or wrong_type(INTERVAL, 'hash') or wrong_type(TIME, 'zset')
-      or wrong_type(ACTIVE, 'zset') or wrong_type(SEQ, 'string') or wrong_type(COUNTERS, 'hash')
-   if err then
-      return err
-   end
    if redis.call('EXISTS', SEQ) == 0 then
+      local err = wrong_type(READY, 'zset') or wrong_type(JOBS, 'zset') or wrong_type(PAYLOAD, 'hash')
+         or wrong_type(REQUEUES, 'hash') or wrong_type(INTERVAL, 'hash') or wrong_type(TIME, 'zset')
+         or wrong_type(ACTIVE, 'zset') or wrong_type(COUNTERS, 'hash')
+      if err then
+         return err
+      end
       redis.call('SET', SEQ, 0)
       for _, key in ipairs({READY, ACTIVE, TIME}) do
          redis.call('ZADD', key, 'inf', '~')
