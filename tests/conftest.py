@@ -147,6 +147,8 @@ def make_client(request: pytest.FixtureRequest, clock: FakeClock, transport: str
     yield make
     for made_client in made:
         made_client.close()
+    if transport.startswith("cluster"):
+        cluster.flushall()  # the session's cluster is shared: leave it empty
 
 
 @pytest.fixture

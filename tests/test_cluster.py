@@ -289,6 +289,7 @@ def test_sharq_conf_clustered_means_the_cluster_layout(redis_cluster, tmp_path):
         assert job.job_id == "j" and job.expires_at > 0
         assert client.finish(job.queue_type, job.queue_id, job.job_id)
     assert sum(payload_counts(redis_cluster).values()) == 0
+    redis_cluster.flushall()
 
 
 @CLUSTER_TRANSPORTS
@@ -324,3 +325,4 @@ def test_sharq_dropin_on_a_clustered_conf(redis_cluster, tmp_path):
     job = sq.dequeue()
     assert (job["status"], job["job_id"], job["payload"]) == ("success", "j1", {"a": 1})
     assert sq.finish(job_id="j1", queue_id="q1")["status"] == "success"
+    redis_cluster.flushall()
