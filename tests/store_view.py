@@ -53,6 +53,22 @@ class SingleNodeStore:
         """T:Q -> interval."""
         return {k.decode(): v.decode() for k, v in self.r.hgetall(f"{self.prefix}:interval").items()}
 
+    def payload(self, queue_type: str, queue_id: str, job_id: str) -> Any:
+        """The stored bytes of a job's payload (None: none)."""
+        return self.r.hget(f"{self.prefix}:payload", f"{queue_type}:{queue_id}:{job_id}")
+
+    def set_payload(self, queue_type: str, queue_id: str, job_id: str, data: bytes) -> None:
+        """Overwrite a job's stored payload (as another writer might)."""
+        self.r.hset(f"{self.prefix}:payload", f"{queue_type}:{queue_id}:{job_id}", data)
+
+    def script_flush(self) -> None:
+        """Forget every script (as a restart or SCRIPT FLUSH does)."""
+        self.r.script_flush()
+
+    def kill_clients(self) -> None:
+        """Cut every client connection but the store's own."""
+        self.r.client_kill_filter(_type="normal", skipme=True)
+
 
 class ClusterStore:
     """The cluster layout, through every master of the test cluster."""
@@ -152,3 +168,19 @@ class ClusterStore:
             queue_type = self._type_of(key)
             found.update({f"{queue_type}:{k.decode()}": v.decode() for k, v in node.hgetall(key).items() if k != b"~"})
         return found
+
+    def payload(self, queue_type: str, queue_id: str, job_id: str) -> Any:
+        node, tag = self._partition(queue_type, queue_id)
+        return node.hget(f"{tag}:payload", f"{queue_id}:{job_id}")
+
+    def set_payload(self, queue_type: str, queue_id: str, job_id: str, data: bytes) -> None:
+        node, tag = self._partition(queue_type, queue_id)
+        node.hset(f"{tag}:payload", f"{queue_id}:{job_id}", data)
+
+    def script_flush(self) -> None:
+        for node in self._nodes():
+            node.script_flush()
+
+    def kill_clients(self) -> None:
+        for node in self._nodes():
+            node.client_kill_filter(_type="normal", skipme=True)

@@ -396,11 +396,11 @@ PAYLOADS = [
 ]
 
 
-def test_payloads_round_trip(client: Client, r: redis.Redis):
+def test_payloads_round_trip(client: Client, store: Any):
     jobs = [job(f"j{i}", payload=payload) for i, payload in enumerate(PAYLOADS)]
     assert client.enqueue_many(jobs, chunk_size=3).enqueued == len(PAYLOADS)
     for i, payload in enumerate(PAYLOADS):
-        stored = r.hget(f"{P}:payload", f"default:q1:j{i}")
+        stored = store.payload("default", "q1", f"j{i}")
         assert stored == msgpack.packb(payload, use_bin_type=True)
     got = client.dequeue_many(count=len(PAYLOADS) + 5)
     assert [j.job_id for j in got] == [f"j{i}" for i in range(len(PAYLOADS))]
@@ -592,11 +592,11 @@ def test_pipeline_depth_out_of_range(client: Client, r: redis.Redis, depth: Any)
     assert data_keys(r, "*") == []
 
 
-def test_chunk_size_limits_are_accepted(client: Client, r: redis.Redis):
+def test_chunk_size_limits_are_accepted(client: Client, store: Any):
     jobs = [job(f"j{i}") for i in range(C.MAX_CHUNK_SIZE + 3)]
     assert client.enqueue_many(jobs, chunk_size=C.MAX_CHUNK_SIZE).enqueued == len(jobs)
     assert client.enqueue_many([job("x")], chunk_size=1).enqueued == 1
-    assert r.llen(f"{P}:default:q1") == len(jobs) + 1
+    assert len(store.queued("default", "q1")) == len(jobs) + 1
 
 
 def test_requeue_20000_expired_jobs_in_bounded_steps(client: Client, r: redis.Redis, clock: FakeClock):

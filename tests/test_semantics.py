@@ -197,10 +197,10 @@ def test_bad_identifiers_elsewhere_change_nothing(client, r, call):
     assert raw_snapshot(r) == before
 
 
-def test_reserved_queue_id_of_ready_type_is_refused(client, r):
+def test_reserved_queue_id_of_ready_type_is_refused(client, store):
     with pytest.raises(BadArgumentException, match="reserved"):
         client.enqueue(queue_type="ready", queue_id="queue_type", job_id="j", payload=1, interval=0)
-    assert r.dbsize() == 0
+    assert store.data_keys() == []
     assert client.enqueue(queue_type="ready", queue_id="q", job_id="j", payload=1, interval=0)
 
 
@@ -261,9 +261,9 @@ def test_payloads_of_other_writers_decode(client, r, stored, expected):
     assert client.dequeue().payload == expected
 
 
-def test_undecodable_payload_is_delivered_as_bytes(client, r):
+def test_undecodable_payload_is_delivered_as_bytes(client, store):
     enqueue(client, "j1")
-    r.hset(f"{P}:payload", "default:q1:j1", b"\xc1garbage")
+    store.set_payload("default", "q1", "j1", b"\xc1garbage")
     job = client.dequeue()
     assert isinstance(job.payload, UndecodablePayload) and job.payload == b"\xc1garbage"
     assert client.finish("default", "q1", "j1")
@@ -273,26 +273,26 @@ def test_undecodable_payload_is_delivered_as_bytes(client, r):
     "payload",
     [None, True, 0, -1, 2**63, -(2**63), 1.25, "", "text \u20ac", b"", b"\x00bin", [], {}, [1, [2, {"a": b"x"}]], (1, 2)],
 )
-def test_payload_round_trip_matches_msgpack_python(client, r, payload):
+def test_payload_round_trip_matches_msgpack_python(client, store, payload):
     client.enqueue(queue_id="q1", job_id="j1", payload=payload, interval=0)
-    assert r.hget(f"{P}:payload", "default:q1:j1") == msgpack.packb(payload, use_bin_type=True)
+    assert store.payload("default", "q1", "j1") == msgpack.packb(payload, use_bin_type=True)
     expected = list(payload) if isinstance(payload, tuple) else payload
     assert client.dequeue().payload == expected
 
 
-def test_scripts_reload_after_script_flush(client, r):
+def test_scripts_reload_after_script_flush(client, store):
     enqueue(client, "j1", interval=0)
-    r.script_flush()
+    store.script_flush()
     enqueue(client, "j2", interval=0)
-    r.script_flush()
+    store.script_flush()
     assert [j.job_id for j in client.dequeue_many(count=5)] == ["j1", "j2"]
-    r.script_flush()
+    store.script_flush()
     assert client.finish("default", "q1", "j1")
 
 
-def test_client_recovers_after_connection_is_killed(client, r):
+def test_client_recovers_after_connection_is_killed(client, store):
     enqueue(client, "j1", interval=0)
-    r.client_kill_filter(_type="normal", skipme=True)
+    store.kill_clients()
     assert client.dequeue().job_id == "j1"
 
 
