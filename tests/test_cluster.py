@@ -273,6 +273,21 @@ def test_cluster_urls():
         parse_cluster_url("redis+cluster://nohost")
 
 
+@CLUSTER_TRANSPORTS
+def test_partitions_of_a_new_queue_type_are_set_by_the_url_and_kept(make_client, redis_cluster):
+    few = make_client(url=redis_cluster.url + "?partitions=3")
+    few.enqueue_many({"queue_id": f"q{i}", "job_id": "j", "payload": i, "interval": 0} for i in range(60))
+    tags = set()
+    for port in redis_cluster.masters():
+        for key in redis_cluster.node_client(port).scan_iter(match="{sharq_server:default:*}:payload"):
+            tags.add(key.split(b"}")[0])
+    assert len(tags) == 3
+    other = make_client()  # default 64, but the type exists with 3: its count is kept
+    assert len(drain(other)) == 60
+    with pytest.raises(BadArgumentException, match="partitions"):
+        make_client(url=redis_cluster.url + "?partitions=0")
+
+
 def test_key_prefix_with_braces_is_refused(redis_cluster):
     with pytest.raises(BadArgumentException, match="hash tags"):
         Client(redis_cluster.url, key_prefix="a{b}")

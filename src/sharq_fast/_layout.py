@@ -52,7 +52,11 @@ def transport_for(redis_client: Any, settings: Settings, asyncio: bool) -> Any:
         from ._cluster_keys import ClusterState
         from .scripts import load_cluster_scripts
 
-        settings.cluster = ClusterState(settings.key_prefix)
+        from ._cluster_connect import PARTITIONS_ATTRIBUTE
+        from ._cluster_keys import DEFAULT_PARTITIONS
+
+        partitions = getattr(redis_client, PARTITIONS_ATTRIBUTE, DEFAULT_PARTITIONS)
+        settings.cluster = ClusterState(settings.key_prefix, partitions)
         settings.scripts = load_cluster_scripts()
         settings.sha = {name: script.sha for name, script in settings.scripts.items()}
         settings.ops = CLUSTER
