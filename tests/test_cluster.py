@@ -341,3 +341,46 @@ def test_sharq_dropin_on_a_clustered_conf(redis_cluster, tmp_path):
     assert (job["status"], job["job_id"], job["payload"]) == ("success", "j1", {"a": 1})
     assert sq.finish(job_id="j1", queue_id="q1")["status"] == "success"
     redis_cluster.flushall()
+
+
+@CLUSTER_TRANSPORTS
+def test_calls_during_a_slot_migration_wait_out_tryagain_follow_ask_then_moved(make_client, redis_cluster):
+    """A partition's slot is migrated by hand, step by step, while one client works on it:
+    keys split between the nodes (TRYAGAIN: the call waits), all keys on the target while
+    the slot is still migrating (ASK), the slot given to the target (MOVED)."""
+    client = make_client(clock=None, job_expire_interval=60_000, retry_for=20)
+    assert client.enqueue_many({"queue_id": "mq", "job_id": f"j{i}", "payload": i, "interval": 0} for i in range(4)).enqueued == 4
+    tag = f"{{sharq_server:default:{partition_of('mq', DEFAULT_PARTITIONS)}}}"
+    slot = redis_cluster.key_slot(tag)
+    source = redis_cluster.slot_owner(slot)
+    target = next(port for port in redis_cluster.masters() if port != source)
+    src, dst = redis_cluster.node_client(source), redis_cluster.node_client(target)
+    dst.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", redis_cluster.node_id(source))
+    src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", redis_cluster.node_id(target))
+
+    def migrate(keys: List[bytes]) -> None:
+        src.execute_command("MIGRATE", "127.0.0.1", target, "", 0, 10000, "KEYS", *keys)
+
+    keys = src.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 1000)
+    jobs_key = f"{tag}:jobs".encode()
+    assert jobs_key in keys and len(keys) > 2
+    migrate([jobs_key])  # the partition is split: its scripts get TRYAGAIN
+    rest = [key for key in keys if key != jobs_key]
+    timer = threading.Timer(0.5, migrate, args=(rest,))
+    timer.start()
+    try:
+        first = client.dequeue()  # waits until every key is on the target, then ASK
+    finally:
+        timer.join()
+    assert first.job_id == "j0"
+    assert src.execute_command("CLUSTER", "COUNTKEYSINSLOT", slot) == 0
+    second = client.dequeue()  # ASK again
+    assert second.job_id == "j1"
+    target_id = redis_cluster.node_id(target)
+    for port in redis_cluster.masters():
+        redis_cluster.node_client(port).execute_command("CLUSTER", "SETSLOT", slot, "NODE", target_id)
+    redis_cluster.wait_settled()
+    assert client.finish_many([first, second]) == [True, True]  # MOVED
+    assert sorted(job.job_id for job in drain(client)) == ["j2", "j3"]
+    redis_cluster.reshard(target, source, [slot])
+    assert redis_cluster.slot_owner(slot) == source
