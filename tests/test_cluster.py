@@ -384,3 +384,57 @@ def test_calls_during_a_slot_migration_wait_out_tryagain_follow_ask_then_moved(m
     assert sorted(job.job_id for job in drain(client)) == ["j2", "j3"]
     redis_cluster.reshard(target, source, [slot])
     assert redis_cluster.slot_owner(slot) == source
+
+
+@pytest.mark.parametrize("transport", ["cluster-sync"])
+def test_consumers_keep_working_through_a_failover(redis_cluster_replicas, make_client, transport):
+    """A master is killed while consumers dequeue and finish: their calls are resent to the
+    promoted replica, nothing fails, and no job is lost. (A dequeue or finish the dead
+    master acknowledged but had not replicated is undone by the failover: that job comes
+    back, by its queue or by requeue, and is delivered again: allowed here.)"""
+    cluster = redis_cluster_replicas
+    producer = make_client(url=cluster.url, clock=None, job_expire_interval=1500, retry_for=30)
+    total = 3000
+    jobs = [{"queue_id": f"q{i % 150}", "job_id": f"j{i}", "payload": i, "interval": 0} for i in range(total)]
+    assert producer.enqueue_many(jobs).enqueued == total
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:  # what WAIT would make sure of: the jobs are on the replicas
+        offsets = [(cluster.node_client(n.master_port).info("replication")["master_repl_offset"],
+                    cluster.node_client(n.port).info("replication")["slave_repl_offset"])
+                   for n in cluster.nodes if n.role == "replica"]
+        if all(master <= replica for master, replica in offsets):
+            break
+        time.sleep(0.01)
+    delivered: Counter = Counter()
+    errors: List[BaseException] = []
+    stop = threading.Event()
+
+    def consume() -> None:
+        client = make_client(url=cluster.url, clock=None, job_expire_interval=1500, retry_for=30)
+        try:
+            while not stop.is_set():
+                got = client.dequeue_many("default", 10)
+                if got:
+                    client.finish_many(got)
+                    delivered.update(job.job_id for job in got)
+                else:
+                    client.requeue()
+                    time.sleep(0.02)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=consume) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.2)
+    cluster.kill_master(0)
+    assert len(delivered) < total  # the consumers were still at work
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and (len(delivered) < total or producer.metrics("default").queue_ids):
+        time.sleep(0.1)
+    stop.set()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
+    assert set(delivered) == {f"j{i}" for i in range(total)}
+    assert producer.metrics("default").queue_ids == []
