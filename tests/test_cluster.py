@@ -6,6 +6,7 @@ The behaviour tests of the other modules also run on the cluster (conftest's
 ``cluster-sync`` / ``cluster-async`` transports); these are about the cluster itself.
 """
 
+import json
 import threading
 import time
 from collections import Counter
@@ -438,3 +439,72 @@ def test_consumers_keep_working_through_a_failover(redis_cluster_replicas, make_
     assert not errors, errors
     assert set(delivered) == {f"j{i}" for i in range(total)}
     assert producer.metrics("default").queue_ids == []
+
+
+def test_bench_on_a_cluster_reports_each_shard(redis_cluster, tmp_path, capsys):
+    from sharq_fast.cli import main
+
+    redis_cluster.flushall()
+    out = tmp_path / "out"
+    code = main(["bench", "--url", redis_cluster.url, "--n", "300", "--queues", "30", "--batch", "100",
+                 "--cores", "c", "--no-scaling", "--out", str(out), "--no-progress"])
+    printed = capsys.readouterr().out
+    assert code == 0
+    assert "Redis Cluster at" in printed and "shard load" in printed
+    document = json.loads((out / "bench.json").read_text())
+    workload = [row for row in document["results"] if row["case"] == "workload"]
+    assert {(row["mode"], row["op"]) for row in workload} == {
+        (mode, op) for mode in ("single", "batch") for op in ("enqueue", "dequeue", "finish")
+    }
+    assert all(row["jobs"] == 300 and row["server_us_per_job"] > 0 for row in workload)
+    shards = document["shards"]
+    assert len(shards) == 3 and sum(row["jobs"] for row in shards) == 300
+    assert sum(len(redis_cluster.node_client(p).keys("*")) for p in redis_cluster.masters()) == 0  # cleaned up
+
+
+def test_stats_on_a_cluster(redis_cluster, capsys):
+    from sharq_fast.cli import main
+
+    redis_cluster.flushall()
+    with Client(redis_cluster.url) as client:
+        for i in range(3):
+            client.enqueue(queue_type="sms", queue_id="q1", job_id=f"j{i}", payload={"i": i}, interval=0)
+        client.enqueue(queue_type="sms", queue_id="q2", job_id="x", payload=1, interval=0)
+        assert client.dequeue("sms") is not None
+    assert main(["stats", "--url", redis_cluster.url, "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["queue_types"] == ["sms"]
+    assert sum(data["enqueue_counts"].values()) == 4 and sum(data["dequeue_counts"].values()) == 1
+    assert main(["stats", "sms", "--url", redis_cluster.url, "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["queue_ids"] == ["q1", "q2"] and sum(data["queue_lengths"].values()) == 3
+    assert main(["stats", "sms", "q1", "--url", redis_cluster.url]) == 0
+    assert "queue length" in capsys.readouterr().out
+    redis_cluster.flushall()
+
+
+def test_clients_take_redis_py_cluster_clients(redis_cluster):
+    import asyncio
+
+    import redis.asyncio.cluster
+    import redis.cluster
+
+    from sharq_fast import AsyncClient
+
+    redis_cluster.flushall()
+    host, port = redis_cluster.startup_nodes[0]
+    sync_cluster = redis.cluster.RedisCluster(host=host, port=port)
+    with Client(sync_cluster) as client:
+        assert client.enqueue(queue_id="q", job_id="j", payload=1, interval=0)
+    sync_cluster.close()
+
+    async def run() -> None:
+        cluster = redis.asyncio.cluster.RedisCluster(host=host, port=port)
+        async with AsyncClient(cluster) as client:
+            job = await client.dequeue()
+            assert job is not None and job.job_id == "j"
+            assert await client.finish_many([job]) == [True]
+        await cluster.aclose()
+
+    asyncio.run(run())
+    redis_cluster.flushall()
