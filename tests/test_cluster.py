@@ -215,7 +215,7 @@ def test_a_waiting_dequeue_is_woken_by_an_enqueue_on_any_node(make_client):
     assert got and got[0] is not None
 
 
-@pytest.mark.parametrize("transport", ["cluster-sync"])
+@pytest.mark.parametrize("transport", ["cluster-sync", "cluster-async"])
 def test_failover_loses_no_replicated_job(redis_cluster_replicas, make_client, transport):
     cluster = redis_cluster_replicas
 
