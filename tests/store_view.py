@@ -61,6 +61,10 @@ class SingleNodeStore:
         """Overwrite a job's stored payload (as another writer might)."""
         self.r.hset(f"{self.prefix}:payload", f"{queue_type}:{queue_id}:{job_id}", data)
 
+    def delete_payload(self, queue_type: str, queue_id: str, job_id: str) -> None:
+        """Delete a job's payload (an orphan: a purge race, an old client's duplicate)."""
+        self.r.hdel(f"{self.prefix}:payload", f"{queue_type}:{queue_id}:{job_id}")
+
     def script_flush(self) -> None:
         """Forget every script (as a restart or SCRIPT FLUSH does)."""
         self.r.script_flush()
@@ -176,6 +180,10 @@ class ClusterStore:
     def set_payload(self, queue_type: str, queue_id: str, job_id: str, data: bytes) -> None:
         node, tag = self._partition(queue_type, queue_id)
         node.hset(f"{tag}:payload", f"{queue_id}:{job_id}", data)
+
+    def delete_payload(self, queue_type: str, queue_id: str, job_id: str) -> None:
+        node, tag = self._partition(queue_type, queue_id)
+        node.hdel(f"{tag}:payload", f"{queue_id}:{job_id}")
 
     def script_flush(self) -> None:
         for node in self._nodes():

@@ -228,22 +228,23 @@ def test_duplicate_job_id_is_refused_and_keeps_first_job(client, store, clock):
     assert enqueue(client, "j1", queue_id="q2") is True
 
 
-def test_orphan_job_id_without_payload_is_dropped_not_stuck(client, r):
+def test_orphan_job_id_without_payload_is_dropped_not_stuck(client, store):
     enqueue(client, "j1", interval=0)
     enqueue(client, "j2", interval=0)
-    r.hdel(f"{P}:payload", "default:q1:j1")  # e.g. a purge race, or an old client's duplicate
+    store.delete_payload("default", "q1", "j1")  # e.g. a purge race, or an old client's duplicate
     job = client.dequeue()
     assert job.job_id == "j2"
-    assert r.zrange(f"{P}:default:active", 0, -1) == [b"q1:j2"]
+    assert list(store.active("default")) == ["q1:j2"]
     assert client.dequeue() is None
-    assert not r.exists(f"{P}:default", f"{P}:default:q1")
+    assert store.queued("default", "q1") == [] and client.metrics("default").queue_ids == ["q1"]  # active only
 
 
-def test_orphan_only_queue_answers_none_and_is_removed(client, r):
+def test_orphan_only_queue_answers_none_and_is_removed(client, store):
     enqueue(client, "j1", interval=0)
-    r.hdel(f"{P}:payload", "default:q1:j1")
+    store.delete_payload("default", "q1", "j1")
     assert client.dequeue() is None
-    assert not r.exists(f"{P}:default", f"{P}:default:active", f"{P}:ready:queue_type")
+    assert store.queued("default", "q1") == [] and store.active("default") == {}
+    assert client.metrics().queue_types == [] and client.metrics("default").queue_ids == []
 
 
 @pytest.mark.parametrize(
