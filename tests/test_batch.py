@@ -26,7 +26,7 @@ from sharq_fast import (
 from sharq_fast import _constants as C
 
 from conftest import FakeClock
-from redis_state import data_keys, is_reply_cache
+from redis_state import is_reply_cache
 
 P = "sharq_server"
 EXPIRE = C.DEFAULT_JOB_EXPIRE_INTERVAL
@@ -548,24 +548,24 @@ def test_finish_many_jobs_and_tuples(client: Client, store: Any):
     ],
 )
 @pytest.mark.parametrize("chunk_size", [1, 500])
-def test_finish_many_invalid_finishes_nothing(client: Client, r: redis.Redis, bad: Any, field, chunk_size: int):
+def test_finish_many_invalid_finishes_nothing(client: Client, store: Any, bad: Any, field, chunk_size: int):
     client.enqueue_many([job(f"j{i}") for i in range(4)])
     got = client.dequeue_many(count=4)
-    before = dump_state(r, P)
+    before = store.snapshot()
     with pytest.raises(BadArgumentException) as info:
         client.finish_many([got[0], got[1], got[2], bad, got[3]], chunk_size=chunk_size)
     assert info.value.index == 3
     assert info.value.field == field
-    assert dump_state(r, P) == before
+    assert store.snapshot() == before
 
 
 @pytest.mark.parametrize("count", [0, -1, True, 1.5, "3", None])
-def test_dequeue_many_bad_count(client: Client, r: redis.Redis, count: Any):
+def test_dequeue_many_bad_count(client: Client, store: Any, count: Any):
     client.enqueue_many([job("j")])
     with pytest.raises(BadArgumentException) as info:
         client.dequeue_many(count=count)
     assert info.value.field == "count"
-    assert r.llen(f"{P}:default:q1") == 1
+    assert store.queued("default", "q1") == ["j"]
 
 
 def test_dequeue_many_bad_queue_type(client: Client):
@@ -574,22 +574,22 @@ def test_dequeue_many_bad_queue_type(client: Client):
 
 
 @pytest.mark.parametrize("chunk_size", [0, -1, C.MAX_CHUNK_SIZE + 1, True, 1.5, "10", None])
-def test_chunk_size_out_of_range(client: Client, r: redis.Redis, chunk_size: Any):
+def test_chunk_size_out_of_range(client: Client, store: Any, chunk_size: Any):
     with pytest.raises(BadArgumentException) as info:
         client.enqueue_many([job("j")], chunk_size=chunk_size)
     assert info.value.field == "chunk_size"
     with pytest.raises(BadArgumentException) as info:
         client.finish_many([("default", "q1", "j")], chunk_size=chunk_size)
     assert info.value.field == "chunk_size"
-    assert data_keys(r, "*") == []
+    assert store.data_keys() == []
 
 
 @pytest.mark.parametrize("depth", [0, -1, True, None])
-def test_pipeline_depth_out_of_range(client: Client, r: redis.Redis, depth: Any):
+def test_pipeline_depth_out_of_range(client: Client, store: Any, depth: Any):
     with pytest.raises(BadArgumentException) as info:
         client.enqueue_many([job("j")], pipeline_depth=depth)
     assert info.value.field == "pipeline_depth"
-    assert data_keys(r, "*") == []
+    assert store.data_keys() == []
 
 
 def test_chunk_size_limits_are_accepted(client: Client, store: Any):

@@ -167,15 +167,15 @@ BAD_ENQUEUES = [
 
 
 @pytest.mark.parametrize("field,value", BAD_ENQUEUES)
-def test_bad_input_raises_and_changes_nothing(client, r, field, value):
+def test_bad_input_raises_and_changes_nothing(client, store, field, value):
     enqueue(client, "existing")
-    before = raw_snapshot(r)
+    before = store.snapshot()
     args = dict(queue_id="q1", job_id="j1", payload={"ok": 1}, interval=1000, queue_type="default")
     args[field] = value
     with pytest.raises(BadArgumentException, match=f"`{field}`") as info:
         client.enqueue(**args)
     assert info.value.field == field
-    assert raw_snapshot(r) == before
+    assert store.snapshot() == before
 
 
 @pytest.mark.parametrize(
@@ -189,12 +189,12 @@ def test_bad_input_raises_and_changes_nothing(client, r, field, value):
         lambda c: c.metrics("bad type"),
     ],
 )
-def test_bad_identifiers_elsewhere_change_nothing(client, r, call):
+def test_bad_identifiers_elsewhere_change_nothing(client, store, call):
     enqueue(client, "existing")
-    before = raw_snapshot(r)
+    before = store.snapshot()
     with pytest.raises(BadArgumentException, match="has an invalid value"):
         call(client)
-    assert raw_snapshot(r) == before
+    assert store.snapshot() == before
 
 
 def test_reserved_queue_id_of_ready_type_is_refused(client, store):
@@ -256,9 +256,9 @@ def test_orphan_only_queue_answers_none_and_is_removed(client, store):
         (msgpack.packb([1, b"\x00", None]), [1, b"\x00", None]),
     ],
 )
-def test_payloads_of_other_writers_decode(client, r, stored, expected):
+def test_payloads_of_other_writers_decode(client, store, stored, expected):
     enqueue(client, "j1")
-    r.hset(f"{P}:payload", "default:q1:j1", stored)
+    store.set_payload("default", "q1", "j1", stored)
     assert client.dequeue().payload == expected
 
 
