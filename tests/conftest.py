@@ -74,7 +74,10 @@ def r(redis_server_url: str) -> Iterator[redis.Redis]:
 
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    """A FakeClock at the start of the current real minute + 1 s, taken when the test
+    starts (not when the suite started: counters expire at real times, EXPIREAT, ten
+    minutes after their minute, and a long or loaded run lasts longer than that)."""
+    return FakeClock((time.time_ns() // 1_000_000) // 60_000 * 60_000 + 1000)
 
 
 @pytest.fixture(scope="session")
