@@ -4,7 +4,7 @@ against both transports (Client, and AsyncClient behind a sync facade)."""
 
 import sys
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, List
 
 import pytest
 import redis
@@ -74,7 +74,10 @@ def r(redis_server_url: str) -> Iterator[redis.Redis]:
 
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    """A FakeClock at the start of the current real minute + 1 s, taken when the test
+    starts (not when the suite started: counters expire at real times, EXPIREAT, ten
+    minutes after their minute, and a long or loaded run lasts longer than that)."""
+    return FakeClock((time.time_ns() // 1_000_000) // 60_000 * 60_000 + 1000)
 
 
 @pytest.fixture(scope="session")
@@ -85,22 +88,59 @@ def loop_thread() -> Iterator[LoopThread]:
     loop.stop()
 
 
-@pytest.fixture(params=["sync", "async"])
+#: Transports of the behaviour tests: Client and AsyncClient on one node (the SharQ
+#: layout), then on the session's 3-master Redis Cluster (the cluster layout).
+TRANSPORTS = ["sync", "async", "cluster-sync", "cluster-async"]
+
+
+@pytest.fixture(params=TRANSPORTS)
 def transport(request: pytest.FixtureRequest) -> str:
-    """Runs the test with Client, then with AsyncClient (behind a sync facade)."""
+    """Runs the test with Client, then with AsyncClient (behind a sync facade), on one node
+    and on a Redis Cluster."""
     return request.param
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: List[pytest.Item]) -> None:
+    """Behaviour tests run on the cluster layout too, except those that look at the
+    single-node layout (they use `r` or `redis_server_url`, or are marked single_node);
+    on the cluster, only with the compiled core (when built): the pure core is the same
+    code on both layouts and runs on one node."""
+    kept, dropped = [], []
+    for item in items:
+        params = getattr(item, "callspec", None)
+        params = params.params if params is not None else {}
+        if str(params.get("transport", "")).startswith("cluster") and (
+            "r" in item.fixturenames
+            or "redis_server_url" in item.fixturenames
+            or item.get_closest_marker("single_node") is not None
+            or (params.get("core") == "py" and _core_c is not None)
+        ) or (item.get_closest_marker("compiled_core_only") and params.get("core") == "py" and _core_c is not None):
+            dropped.append(item)
+        else:
+            kept.append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+
+
 @pytest.fixture
-def make_client(r: redis.Redis, redis_server_url: str, clock: FakeClock, transport: str, loop_thread: LoopThread):
+def make_client(request: pytest.FixtureRequest, clock: FakeClock, transport: str, loop_thread: LoopThread):
     """make_client(url=None, **settings): a Client, or an AsyncClient behind a SyncFacade,
-    on the clean database with the injected clock (unless given); closed after the test."""
+    on a clean database (one node: flushed; cluster: every master flushed) with the
+    injected clock (unless given); closed after the test."""
     made = []
+    if transport.startswith("cluster"):
+        cluster = request.getfixturevalue("redis_cluster")
+        cluster.flushall()
+        default_url = cluster.url
+    else:
+        request.getfixturevalue("r")  # flushes the database
+        default_url = request.getfixturevalue("redis_server_url")
 
     def make(url: Any = None, **settings: Any) -> Any:
         settings.setdefault("clock", clock)
-        target = url or redis_server_url
-        if transport == "sync":
+        target = url or default_url
+        if not transport.endswith("async"):
             made_client: Any = sharq_fast.Client(target, **settings)
         else:
             made_client = SyncFacade(loop_thread, lambda: sharq_fast.AsyncClient(target, **settings))
@@ -110,6 +150,22 @@ def make_client(r: redis.Redis, redis_server_url: str, clock: FakeClock, transpo
     yield make
     for made_client in made:
         made_client.close()
+    if transport.startswith("cluster"):
+        cluster.flushall()  # the session's cluster is shared: leave it empty
+
+
+@pytest.fixture
+def store(request: pytest.FixtureRequest, transport: str, make_client: Any) -> Any:
+    """What is stored, asked the same way of either layout (tests/store_view.py): for
+    behaviour tests that check stored state on one node and on the cluster alike."""
+    from store_view import ClusterStore, SingleNodeStore
+
+    if transport.startswith("cluster"):
+        view = ClusterStore(request.getfixturevalue("redis_cluster"))
+        yield view
+        view.close()
+    else:
+        yield SingleNodeStore(request.getfixturevalue("r"))
 
 
 @pytest.fixture

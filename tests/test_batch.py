@@ -26,7 +26,7 @@ from sharq_fast import (
 from sharq_fast import _constants as C
 
 from conftest import FakeClock
-from redis_state import data_keys, is_reply_cache
+from redis_state import is_reply_cache
 
 P = "sharq_server"
 EXPIRE = C.DEFAULT_JOB_EXPIRE_INTERVAL
@@ -215,7 +215,7 @@ def test_batch_calls_equal_single_calls(data, r: redis.Redis, redis_server_url: 
 # -- 2. interop: batch and single calls on each other's jobs ------------------------------
 
 
-def test_enqueue_many_then_single_dequeue_and_finish(client: Client, r: redis.Redis):
+def test_enqueue_many_then_single_dequeue_and_finish(client: Client, store: Any):
     jobs = [job(f"j{i}", queue_id=f"q{i % 2}", payload={"n": i}) for i in range(10)]
     assert client.enqueue_many(jobs) == EnqueueResult(enqueued=10, duplicates=[])
     got = []
@@ -233,11 +233,11 @@ def test_enqueue_many_then_single_dequeue_and_finish(client: Client, r: redis.Re
     for j in got:
         assert client.finish(j.queue_type, j.queue_id, j.job_id) is True
         assert client.finish(j.queue_type, j.queue_id, j.job_id) is False
-    assert not r.exists(f"{P}:payload", f"{P}:interval", f"{P}:default:active", f"{P}:default")
-    assert r.smembers(f"{P}:active:queue_type") == set()
+    assert store.payloads() == set() and store.intervals() == {} and store.active("default") == {}
+    assert client.metrics().queue_types == [] and client.metrics("default").queue_ids == []
 
 
-def test_single_enqueue_then_dequeue_many_and_finish_many(client: Client, r: redis.Redis):
+def test_single_enqueue_then_dequeue_many_and_finish_many(client: Client, store: Any):
     for i in range(10):
         assert client.enqueue(queue_id=f"q{i % 2}", job_id=f"j{i}", payload=[i, "x"], interval=0, requeue_limit=2)
     got = client.dequeue_many(count=100)
@@ -246,38 +246,38 @@ def test_single_enqueue_then_dequeue_many_and_finish_many(client: Client, r: red
     assert all(j.payload == [int(j.job_id[1:]), "x"] and j.requeues_remaining == 2 for j in got)
     assert client.finish_many(got) == [True] * 10
     assert client.finish_many(got) == [False] * 10
-    assert not r.exists(f"{P}:payload", f"{P}:interval", f"{P}:default:active")
-    assert not r.exists(f"{P}:default:q0:requeues_remaining", f"{P}:default:q1:requeues_remaining")
+    assert store.payloads() == set() and store.intervals() == {} and store.active("default") == {}
+    assert store.requeues("default", "q0") == {} and store.requeues("default", "q1") == {}
 
 
-def test_mixed_single_and_batch_calls(client: Client, r: redis.Redis):
+def test_mixed_single_and_batch_calls(client: Client, store: Any):
     client.enqueue_many([job(f"b{i}") for i in range(3)])
     client.enqueue(queue_id="q1", job_id="s0", payload="s", interval=0)
     client.enqueue_many([job("b3")])
-    assert r.lrange(f"{P}:default:q1", 0, -1) == [b"b0", b"b1", b"b2", b"s0", b"b3"]
+    assert store.queued("default", "q1") == ["b0", "b1", "b2", "s0", "b3"]
     first = client.dequeue()
     rest = client.dequeue_many(count=10)
     assert [first.job_id] + [j.job_id for j in rest] == ["b0", "b1", "b2", "s0", "b3"]
     assert client.finish("default", "q1", "s0") is True
     assert client.finish_many([first, ("default", "q1", "s0"), *rest]) == [True, False, True, True, False, True]
     assert client.finish("default", "q1", "b1") is False
-    assert not r.exists(f"{P}:payload", f"{P}:default:active")
+    assert store.payloads() == set() and store.active("default") == {}
 
 
 # -- 3. edges ---------------------------------------------------------------------------
 
 
-def test_empty_batches_write_nothing(client: Client, r: redis.Redis):
+def test_empty_batches_write_nothing(client: Client, store: Any):
     assert client.enqueue_many([]) == EnqueueResult(enqueued=0, duplicates=[])
     assert client.enqueue_many(iter(())) == EnqueueResult(enqueued=0, duplicates=[])
     assert client.finish_many([]) == []
     assert client.finish_many(iter(())) == []
     assert client.dequeue_many(count=5) == []
-    assert data_keys(r, "*") == []
+    assert store.data_keys() == []
 
 
 @pytest.mark.parametrize("pipeline_depth", [1, 2, 8])
-def test_bad_job_in_middle_of_chunk(client: Client, r: redis.Redis, clock: FakeClock, pipeline_depth: int):
+def test_bad_job_in_middle_of_chunk(client: Client, store: Any, clock: FakeClock, pipeline_depth: int):
     jobs = [job(f"j{i}", queue_id=f"q{i % 3}") for i in range(40)]
     jobs[25]["interval"] = -1
     with pytest.raises(BadArgumentException) as info:
@@ -287,33 +287,31 @@ def test_bad_job_in_middle_of_chunk(client: Client, r: redis.Redis, clock: FakeC
     assert exc.field == "interval"
     assert exc.enqueued == 20
     assert "25" in str(exc)
-    assert sum(queue_lengths(r, P, "default", ["q0", "q1", "q2"]).values()) == 20
-    assert r.hlen(f"{P}:payload") == 20
-    assert set(r.hkeys(f"{P}:payload")) == {f"default:q{i % 3}:j{i}".encode() for i in range(20)}
-    assert int(r.get(f"{P}:enqueue_counter:{minute_of(clock.now)}")) == 20
+    assert store.payloads() == {f"default:q{i % 3}:j{i}" for i in range(20)}
+    assert client.metrics().enqueue_counts[minute_of(clock.now)] == 20
     for q in ("q0", "q1", "q2"):
-        ids = r.lrange(f"{P}:default:{q}", 0, -1)
-        assert ids == [f"j{i}".encode() for i in range(20) if i % 3 == int(q[1])]
-        assert set(r.hkeys(f"{P}:default:{q}:requeues_remaining")) == set(ids)
+        ids = store.queued("default", q)
+        assert ids == [f"j{i}" for i in range(20) if i % 3 == int(q[1])]
+        assert set(store.requeues("default", q)) == set(ids)
 
 
-def test_bad_job_in_first_chunk_writes_nothing(client: Client, r: redis.Redis):
+def test_bad_job_in_first_chunk_writes_nothing(client: Client, store: Any):
     jobs = [job(f"j{i}") for i in range(10)]
     jobs[3]["queue_id"] = "bad id"
     with pytest.raises(BadArgumentException) as info:
         client.enqueue_many(jobs, chunk_size=5)
     assert (info.value.index, info.value.field, info.value.enqueued) == (3, "queue_id", 0)
-    assert data_keys(r, "*") == []
+    assert store.data_keys() == []
 
 
-def test_bad_job_in_later_pipeline_round(client: Client, r: redis.Redis):
+def test_bad_job_in_later_pipeline_round(client: Client, store: Any):
     jobs = [job(f"j{i}") for i in range(60)]
     jobs[47]["payload"] = object()
     with pytest.raises(BadArgumentException) as info:
         client.enqueue_many(iter(jobs), chunk_size=5, pipeline_depth=3)
     # rounds of 15 jobs: 0..14, 15..29, 30..44 land; 45..49 is the bad chunk
     assert (info.value.index, info.value.field, info.value.enqueued) == (47, "payload", 45)
-    assert r.lrange(f"{P}:default:q1", 0, -1) == [f"j{i}".encode() for i in range(45)]
+    assert store.queued("default", "q1") == [f"j{i}" for i in range(45)]
 
 
 BAD_FIELDS = [
@@ -340,46 +338,46 @@ BAD_FIELDS = [
 
 
 @pytest.mark.parametrize("key,value,field", BAD_FIELDS)
-def test_bad_job_fields(client: Client, r: redis.Redis, key: str, value: Any, field: str):
+def test_bad_job_fields(client: Client, store: Any, key: str, value: Any, field: str):
     bad = job("bad")
     bad[key] = value
     with pytest.raises(BadArgumentException) as info:
         client.enqueue_many([job("ok0"), job("ok1"), bad, job("ok3")], chunk_size=2)
     assert (info.value.index, info.value.field, info.value.enqueued) == (2, field, 2)
-    assert r.lrange(f"{P}:default:q1", 0, -1) == [b"ok0", b"ok1"]
+    assert store.queued("default", "q1") == ["ok0", "ok1"]
 
 
 @pytest.mark.parametrize("missing", ["queue_id", "job_id", "interval", "payload"])
-def test_missing_job_field(client: Client, r: redis.Redis, missing: str):
+def test_missing_job_field(client: Client, store: Any, missing: str):
     bad = job("bad")
     del bad[missing]
     with pytest.raises(BadArgumentException) as info:
         client.enqueue_many([bad])
     assert (info.value.index, info.value.field) == (0, missing)
-    assert data_keys(r, "*") == []
+    assert store.data_keys() == []
 
 
 @pytest.mark.parametrize(
     "bad", [["default", "q1", "j1", {}, 0], ("q1", "j1"), "j1", None, 7, Job("default", "q1", "j1", {}, -1)]
 )
-def test_bad_job_types(client: Client, r: redis.Redis, bad: Any):
+def test_bad_job_types(client: Client, store: Any, bad: Any):
     with pytest.raises(BadArgumentException) as info:
         client.enqueue_many([job("ok0"), bad])
     assert info.value.index == 1
     assert info.value.enqueued == 0
-    assert data_keys(r, "*") == []
+    assert store.data_keys() == []
 
 
-def test_job_requests_and_dicts_mixed(client: Client, r: redis.Redis):
+def test_job_requests_and_dicts_mixed(client: Client, store: Any):
     jobs = [
         JobRequest(queue_id="q1", job_id="a", payload=1, interval=0),
         job("b", payload=2),
         JobRequest(queue_id="q2", job_id="c", payload=3, interval=7, queue_type="t", requeue_limit=2),
     ]
     assert client.enqueue_many(jobs).enqueued == 3
-    assert r.hgetall(f"{P}:interval") == {b"default:q1": b"0", b"t:q2": b"7"}
-    assert r.hget(f"{P}:t:q2:requeues_remaining", "c") == b"2"
-    assert r.hget(f"{P}:default:q1:requeues_remaining", "a") == b"-1"
+    assert store.intervals() == {"default:q1": "0", "t:q2": "7"}
+    assert store.requeues("t", "q2") == {"c": "2"}
+    assert store.requeues("default", "q1") == {"a": "-1", "b": "-1"}
 
 
 PAYLOADS = [
@@ -398,11 +396,11 @@ PAYLOADS = [
 ]
 
 
-def test_payloads_round_trip(client: Client, r: redis.Redis):
+def test_payloads_round_trip(client: Client, store: Any):
     jobs = [job(f"j{i}", payload=payload) for i, payload in enumerate(PAYLOADS)]
     assert client.enqueue_many(jobs, chunk_size=3).enqueued == len(PAYLOADS)
     for i, payload in enumerate(PAYLOADS):
-        stored = r.hget(f"{P}:payload", f"default:q1:j{i}")
+        stored = store.payload("default", "q1", f"j{i}")
         assert stored == msgpack.packb(payload, use_bin_type=True)
     got = client.dequeue_many(count=len(PAYLOADS) + 5)
     assert [j.job_id for j in got] == [f"j{i}" for i in range(len(PAYLOADS))]
@@ -439,7 +437,7 @@ def test_100k_jobs_from_a_generator(client: Client, r: redis.Redis, clock: FakeC
     assert r.lindex(f"{P}:default:q3", -1) == f"j{max(range(3, total, queues))}".encode()
 
 
-def test_duplicate_ids_inside_one_batch(client: Client, r: redis.Redis, clock: FakeClock):
+def test_duplicate_ids_inside_one_batch(client: Client, store: Any, clock: FakeClock):
     result = client.enqueue_many(
         [
             job("a", payload="first"),
@@ -450,40 +448,37 @@ def test_duplicate_ids_inside_one_batch(client: Client, r: redis.Redis, clock: F
         ]
     )
     assert result == EnqueueResult(enqueued=3, duplicates=[2, 4])
-    assert r.lrange(f"{P}:default:q1", 0, -1) == [b"a", b"b"]
-    assert r.hget(f"{P}:payload", "default:q1:a") == msgpack.packb("first")
-    assert r.hget(f"{P}:interval", "default:q1") == b"0"  # the refused job changed nothing
-    assert int(r.get(f"{P}:default:q1:enqueue_counter:{minute_of(clock.now)}")) == 2
-    assert int(r.get(f"{P}:enqueue_counter:{minute_of(clock.now)}")) == 3
+    assert store.queued("default", "q1") == ["a", "b"]
+    assert store.intervals()["default:q1"] == "0"  # the refused job changed nothing
+    assert client.metrics("default", "q1").enqueue_counts[minute_of(clock.now)] == 2
+    assert client.metrics().enqueue_counts[minute_of(clock.now)] == 3
+    assert sorted(j.payload for j in client.dequeue_many(count=5) if j.job_id == "a") == ["first", "other queue"]
 
 
-def test_duplicates_across_chunks_and_against_queued_and_active_jobs(client: Client, r: redis.Redis):
+def test_duplicates_across_chunks_and_against_queued_and_active_jobs(client: Client, store: Any):
     client.enqueue_many([job("active"), job("queued")])
     assert client.dequeue_many(count=1)[0].job_id == "active"
     result = client.enqueue_many(
         [job("new0"), job("queued"), job("new1"), job("active"), job("new0"), job("new2")], chunk_size=2
     )
     assert result == EnqueueResult(enqueued=3, duplicates=[1, 3, 4])
-    assert r.lrange(f"{P}:default:q1", 0, -1) == [b"queued", b"new0", b"new1", b"new2"]
+    assert store.queued("default", "q1") == ["queued", "new0", "new1", "new2"]
     # once finished, the id is free again
     assert client.finish_many([("default", "q1", "active")]) == [True]
     assert client.enqueue_many([job("active")]).duplicates == []
 
 
-def test_dequeue_many_beyond_one_script_call(client: Client, r: redis.Redis, clock: FakeClock):
+def test_dequeue_many_beyond_one_script_call(client: Client, store: Any, clock: FakeClock):
     n = 2 * C.MAX_DEQUEUE_PER_CALL + 200
     client.enqueue_many([job(f"j{i}") for i in range(n)])
     got = client.dequeue_many(count=n - 100)
     assert [j.job_id for j in got] == [f"j{i}" for i in range(n - 100)]
-    assert r.zcard(f"{P}:default:active") == n - 100
-    assert set(r.zrange(f"{P}:default:active", 0, -1, withscores=True)) == {
-        (f"q1:j{i}".encode(), float(clock.now + EXPIRE)) for i in range(n - 100)
-    }
+    assert store.active("default") == {f"q1:j{i}": float(clock.now + EXPIRE) for i in range(n - 100)}
     rest = client.dequeue_many(count=5000)
     assert [j.job_id for j in rest] == [f"j{i}" for i in range(n - 100, n)]
     assert client.dequeue_many(count=5000) == []
-    assert not r.exists(f"{P}:default:q1", f"{P}:default")
-    assert int(r.get(f"{P}:dequeue_counter:{minute_of(clock.now)}")) == n
+    assert store.queued("default", "q1") == [] and client.metrics("default").queue_ids == ["q1"]  # active
+    assert client.metrics().dequeue_counts[minute_of(clock.now)] == n
 
 
 def test_dequeue_many_with_intervals(client: Client, r: redis.Redis, clock: FakeClock):
@@ -515,7 +510,7 @@ def test_dequeue_many_mixes_interval_zero_and_rate_limited_queues(client: Client
     assert [j.job_id for j in got] == ["s0", "f0", "f1", "f2"]
 
 
-def test_finish_many_jobs_and_tuples(client: Client, r: redis.Redis):
+def test_finish_many_jobs_and_tuples(client: Client, store: Any):
     client.enqueue_many([job(f"j{i}", queue_id=f"q{i % 2}") for i in range(5)])
     got = client.dequeue_many(count=5)
     by_id = {j.job_id: j for j in got}
@@ -533,11 +528,11 @@ def test_finish_many_jobs_and_tuples(client: Client, r: redis.Redis):
         chunk_size=3,
     )
     assert flags == [True, True, False, False, False, False, True, True]
-    assert r.zrange(f"{P}:default:active", 0, -1) == [b"q0:j4"]
-    assert r.hkeys(f"{P}:payload") == [b"default:q0:j4"]
-    assert r.smembers(f"{P}:active:queue_type") == {b"default"}
+    assert list(store.active("default")) == ["q0:j4"]
+    assert store.payloads() == {"default:q0:j4"}
+    assert client.metrics().queue_types == ["default"]
     assert client.finish_many([by_id["j4"]]) == [True]
-    assert r.smembers(f"{P}:active:queue_type") == set()
+    assert client.metrics().queue_types == []
 
 
 @pytest.mark.parametrize(
@@ -553,24 +548,24 @@ def test_finish_many_jobs_and_tuples(client: Client, r: redis.Redis):
     ],
 )
 @pytest.mark.parametrize("chunk_size", [1, 500])
-def test_finish_many_invalid_finishes_nothing(client: Client, r: redis.Redis, bad: Any, field, chunk_size: int):
+def test_finish_many_invalid_finishes_nothing(client: Client, store: Any, bad: Any, field, chunk_size: int):
     client.enqueue_many([job(f"j{i}") for i in range(4)])
     got = client.dequeue_many(count=4)
-    before = dump_state(r, P)
+    before = store.snapshot()
     with pytest.raises(BadArgumentException) as info:
         client.finish_many([got[0], got[1], got[2], bad, got[3]], chunk_size=chunk_size)
     assert info.value.index == 3
     assert info.value.field == field
-    assert dump_state(r, P) == before
+    assert store.snapshot() == before
 
 
 @pytest.mark.parametrize("count", [0, -1, True, 1.5, "3", None])
-def test_dequeue_many_bad_count(client: Client, r: redis.Redis, count: Any):
+def test_dequeue_many_bad_count(client: Client, store: Any, count: Any):
     client.enqueue_many([job("j")])
     with pytest.raises(BadArgumentException) as info:
         client.dequeue_many(count=count)
     assert info.value.field == "count"
-    assert r.llen(f"{P}:default:q1") == 1
+    assert store.queued("default", "q1") == ["j"]
 
 
 def test_dequeue_many_bad_queue_type(client: Client):
@@ -579,29 +574,29 @@ def test_dequeue_many_bad_queue_type(client: Client):
 
 
 @pytest.mark.parametrize("chunk_size", [0, -1, C.MAX_CHUNK_SIZE + 1, True, 1.5, "10", None])
-def test_chunk_size_out_of_range(client: Client, r: redis.Redis, chunk_size: Any):
+def test_chunk_size_out_of_range(client: Client, store: Any, chunk_size: Any):
     with pytest.raises(BadArgumentException) as info:
         client.enqueue_many([job("j")], chunk_size=chunk_size)
     assert info.value.field == "chunk_size"
     with pytest.raises(BadArgumentException) as info:
         client.finish_many([("default", "q1", "j")], chunk_size=chunk_size)
     assert info.value.field == "chunk_size"
-    assert data_keys(r, "*") == []
+    assert store.data_keys() == []
 
 
 @pytest.mark.parametrize("depth", [0, -1, True, None])
-def test_pipeline_depth_out_of_range(client: Client, r: redis.Redis, depth: Any):
+def test_pipeline_depth_out_of_range(client: Client, store: Any, depth: Any):
     with pytest.raises(BadArgumentException) as info:
         client.enqueue_many([job("j")], pipeline_depth=depth)
     assert info.value.field == "pipeline_depth"
-    assert data_keys(r, "*") == []
+    assert store.data_keys() == []
 
 
-def test_chunk_size_limits_are_accepted(client: Client, r: redis.Redis):
+def test_chunk_size_limits_are_accepted(client: Client, store: Any):
     jobs = [job(f"j{i}") for i in range(C.MAX_CHUNK_SIZE + 3)]
     assert client.enqueue_many(jobs, chunk_size=C.MAX_CHUNK_SIZE).enqueued == len(jobs)
     assert client.enqueue_many([job("x")], chunk_size=1).enqueued == 1
-    assert r.llen(f"{P}:default:q1") == len(jobs) + 1
+    assert len(store.queued("default", "q1")) == len(jobs) + 1
 
 
 def test_requeue_20000_expired_jobs_in_bounded_steps(client: Client, r: redis.Redis, clock: FakeClock):
@@ -638,7 +633,7 @@ def test_requeue_20000_expired_jobs_in_bounded_steps(client: Client, r: redis.Re
     assert r.hlen(f"{P}:payload") == 0
 
 
-def test_requeue_limits_discard_with_payloads(client: Client, r: redis.Redis, clock: FakeClock):
+def test_requeue_limits_discard_with_payloads(client: Client, store: Any, clock: FakeClock):
     client.enqueue_many(
         [
             job("zero", payload={"p": 0}, requeue_limit=0),
@@ -656,11 +651,11 @@ def test_requeue_limits_discard_with_payloads(client: Client, r: redis.Redis, cl
         Job("default", "q1", "zero", {"p": 0}, -1),
         Job("t2", "q2", "other", [2], -1),
     ]
-    assert set(r.hkeys(f"{P}:payload")) == {b"default:q1:one", b"default:q1:free"}
-    assert r.hgetall(f"{P}:default:q1:requeues_remaining") == {b"one": b"0", b"free": b"-1"}
-    assert not r.exists(f"{P}:t2:q2:requeues_remaining", f"{P}:t2:active", f"{P}:t2")
-    assert r.hkeys(f"{P}:interval") == [b"default:q1"]
-    assert r.smembers(f"{P}:active:queue_type") == set()
+    assert store.payloads() == {"default:q1:one", "default:q1:free"}
+    assert store.requeues("default", "q1") == {"one": "0", "free": "-1"}
+    assert store.requeues("t2", "q2") == {} and store.active("t2") == {} and store.queued("t2", "q2") == []
+    assert list(store.intervals()) == ["default:q1"]
+    assert client.metrics().queue_types == ["default"]  # its queue is ready again; none active
     assert client.finish_many([first[0], first[3]]) == [False, False]
 
     second = client.dequeue_many(count=10)
@@ -668,24 +663,24 @@ def test_requeue_limits_discard_with_payloads(client: Client, r: redis.Redis, cl
     clock.advance(EXPIRE)
     result = client.requeue()
     assert result == RequeueResult(requeued=1, discarded=[Job("default", "q1", "one", b"\x01", -1)])
-    assert r.hkeys(f"{P}:payload") == [b"default:q1:free"]
-    assert r.hgetall(f"{P}:default:q1:requeues_remaining") == {b"free": b"-1"}
+    assert store.payloads() == {"default:q1:free"}
+    assert store.requeues("default", "q1") == {"free": "-1"}
     third = client.dequeue_many(count=10)
     assert [(j.job_id, j.payload, j.requeues_remaining) for j in third] == [("free", "free", -1)]
     assert client.finish_many(third) == [True]
     # nothing is left but counters and time keepers
-    leftovers = {k.decode() for k in data_keys(r, "*")}
-    assert all("_counter:" in k or k.endswith(":time") for k in leftovers), leftovers
+    leftovers = {k.decode() for k in store.data_keys()}
+    assert all("_counter:" in k or "counters:" in k or k.endswith(":time") or k.endswith(".types") for k in leftovers), leftovers
 
 
-def test_requeue_puts_jobs_back_at_the_front(client: Client, r: redis.Redis, clock: FakeClock):
+def test_requeue_puts_jobs_back_at_the_front(client: Client, store: Any, clock: FakeClock):
     client.enqueue_many([job(f"j{i}", interval=0) for i in range(5)])
     got = client.dequeue_many(count=2)
     assert [j.job_id for j in got] == ["j0", "j1"]
     clock.advance(EXPIRE)
     assert client.requeue().requeued == 2
     # as SharQ: expired jobs in active-set order (q1:j0, q1:j1), each LPUSHed to the front
-    assert r.lrange(f"{P}:default:q1", 0, -1) == [b"j1", b"j0", b"j2", b"j3", b"j4"]
+    assert store.queued("default", "q1") == ["j1", "j0", "j2", "j3", "j4"]
 
 
 # -- 4. counters ------------------------------------------------------------------------
@@ -848,7 +843,7 @@ def test_job_source_may_use_the_same_client(client: Client, transport: str):
             await client._client.finish(taken.queue_type, taken.queue_id, taken.job_id)
             yield moved_job(taken)
 
-    source = moved() if transport == "sync" else moved_async()
+    source = moved_async() if transport.endswith("async") else moved()
     result = client.enqueue_many(source, chunk_size=7, pipeline_depth=3)
     assert result.enqueued == 250
     assert [j.job_id for j in client.dequeue_many("moved", count=300)] == [f"s{i}" for i in range(250)]

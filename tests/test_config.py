@@ -223,15 +223,24 @@ def test_bad_integer_names_the_option(tmp_path: Path, section: str, option: str,
 
 
 @pytest.mark.parametrize("value", ["true", "True", "yes", "on", "1"])
-def test_clustered_is_refused(tmp_path: Path, value: str) -> None:
+def test_clustered_means_the_cluster_layout(tmp_path: Path, value: str) -> None:
     path = write(tmp_path, f"[redis]\nhost : 127.0.0.1\nport : 7000\nclustered : {value} ; cluster mode\n")
-    with pytest.raises(ConfigError, match="clustered"):
-        read_config(path)
+    config = read_config(path)
+    assert config.clustered
+    assert config.redis["host"] == "127.0.0.1" and config.redis["port"] == 7000 and "db" not in config.redis
 
 
-def test_clustered_sample_is_refused() -> None:
-    with pytest.raises(ConfigError, match="clustered"):
-        read_config(DATA / "sharq_clustered.conf")
+def test_clustered_sample_is_read() -> None:
+    assert read_config(DATA / "sharq_clustered.conf").clustered
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [("db : 2\n", "db must be 0"), ("conn_type : unix_sock\nunix_socket_path : /tmp/s\n", "tcp_sock")],
+)
+def test_clustered_refuses_what_a_cluster_cannot_do(tmp_path: Path, extra: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        read_config(write(tmp_path, f"[redis]\nclustered : true\n{extra}"))
 
 
 @pytest.mark.parametrize("value", ["false", "False", "no", "off", "0", ""])

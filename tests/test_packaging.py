@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-LUA = sorted(p.name for p in (ROOT / "lua").glob("*.lua"))
+LUA = sorted(p.relative_to(ROOT / "lua").as_posix() for p in (ROOT / "lua").rglob("*.lua"))  # with cluster/
 pytestmark = pytest.mark.slow
 
 
@@ -114,6 +114,8 @@ assert "{root}" not in sharq_fast.__file__, sharq_fast.__file__
 assert sharq_fast.USE_EXTENSIONS is True, "the compiled core did not load"
 scripts = load_scripts()
 assert sorted(scripts) == sorted({names!r}), sorted(scripts)
+from sharq_fast.scripts import load_cluster_scripts
+assert "dequeue" in load_cluster_scripts() and "lock" in load_cluster_scripts()
 client = sharq_fast.Client("redis://127.0.0.1:1/0")
 assert client.settings.scripts["enqueue"].source.startswith(b"--")
 client.close()
@@ -126,7 +128,7 @@ def test_wheel_installs_in_a_fresh_virtualenv(wheel, tmp_path):
     run([sys.executable, "-m", "venv", venv], tmp_path)
     python = venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
     run([python, "-m", "pip", "install", "-q", "--disable-pip-version-check", wheel], tmp_path, timeout=600)
-    names = [name[: -len(".lua")] for name in LUA if not name.startswith("_")]  # _replies: a prelude
+    names = [name[: -len(".lua")] for name in LUA if "/" not in name and not name.startswith("_")]  # _replies: a prelude
     script = CHECK.format(root=str(ROOT / "src"), names=names)
     env = build_env()
     env.pop("PYTHONPATH", None)

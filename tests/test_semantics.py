@@ -67,7 +67,7 @@ def expire_and_requeue(client, clock):
 
 
 @pytest.mark.parametrize("limit", [5, 0, -1])
-def test_requeue_limits(client, clock, r, limit):
+def test_requeue_limits(client, clock, store, limit):
     enqueue(client, "j1", interval=0, requeue_limit=limit)
     deliveries = 0
     for _ in range(8):
@@ -88,7 +88,8 @@ def test_requeue_limits(client, clock, r, limit):
         assert deliveries == limit + 1
         assert client.dequeue() is None
         # Discarded: nothing of the job is left.
-        assert not r.exists(f"{P}:payload", f"{P}:default:active", f"{P}:default:q1:requeues_remaining")
+        assert store.payloads() == set() and store.active("default") == {}
+        assert store.requeues("default", "q1") == {}
 
 
 def test_finished_job_is_not_requeued(client, clock):
@@ -166,15 +167,15 @@ BAD_ENQUEUES = [
 
 
 @pytest.mark.parametrize("field,value", BAD_ENQUEUES)
-def test_bad_input_raises_and_changes_nothing(client, r, field, value):
+def test_bad_input_raises_and_changes_nothing(client, store, field, value):
     enqueue(client, "existing")
-    before = raw_snapshot(r)
+    before = store.snapshot()
     args = dict(queue_id="q1", job_id="j1", payload={"ok": 1}, interval=1000, queue_type="default")
     args[field] = value
     with pytest.raises(BadArgumentException, match=f"`{field}`") as info:
         client.enqueue(**args)
     assert info.value.field == field
-    assert raw_snapshot(r) == before
+    assert store.snapshot() == before
 
 
 @pytest.mark.parametrize(
@@ -188,18 +189,18 @@ def test_bad_input_raises_and_changes_nothing(client, r, field, value):
         lambda c: c.metrics("bad type"),
     ],
 )
-def test_bad_identifiers_elsewhere_change_nothing(client, r, call):
+def test_bad_identifiers_elsewhere_change_nothing(client, store, call):
     enqueue(client, "existing")
-    before = raw_snapshot(r)
+    before = store.snapshot()
     with pytest.raises(BadArgumentException, match="has an invalid value"):
         call(client)
-    assert raw_snapshot(r) == before
+    assert store.snapshot() == before
 
 
-def test_reserved_queue_id_of_ready_type_is_refused(client, r):
+def test_reserved_queue_id_of_ready_type_is_refused(client, store):
     with pytest.raises(BadArgumentException, match="reserved"):
         client.enqueue(queue_type="ready", queue_id="queue_type", job_id="j", payload=1, interval=0)
-    assert r.dbsize() == 0
+    assert store.data_keys() == []
     assert client.enqueue(queue_type="ready", queue_id="q", job_id="j", payload=1, interval=0)
 
 
@@ -211,11 +212,11 @@ def test_foreign_key_of_another_type_refuses_enqueue_and_writes_nothing(client, 
     assert raw_snapshot(r) == before
 
 
-def test_duplicate_job_id_is_refused_and_keeps_first_job(client, r, clock):
+def test_duplicate_job_id_is_refused_and_keeps_first_job(client, store, clock):
     assert enqueue(client, "j1", requeue_limit=3) is True
-    before = raw_snapshot(r)
+    before = store.snapshot()
     assert client.enqueue(queue_id="q1", job_id="j1", payload="second", interval=5, requeue_limit=0) is False
-    assert raw_snapshot(r) == before
+    assert store.snapshot() == before
     job = client.dequeue()
     assert job.payload == {"id": "j1"} and job.requeues_remaining == 3
     # Still refused while the job is active...
@@ -227,22 +228,23 @@ def test_duplicate_job_id_is_refused_and_keeps_first_job(client, r, clock):
     assert enqueue(client, "j1", queue_id="q2") is True
 
 
-def test_orphan_job_id_without_payload_is_dropped_not_stuck(client, r):
+def test_orphan_job_id_without_payload_is_dropped_not_stuck(client, store):
     enqueue(client, "j1", interval=0)
     enqueue(client, "j2", interval=0)
-    r.hdel(f"{P}:payload", "default:q1:j1")  # e.g. a purge race, or an old client's duplicate
+    store.delete_payload("default", "q1", "j1")  # e.g. a purge race, or an old client's duplicate
     job = client.dequeue()
     assert job.job_id == "j2"
-    assert r.zrange(f"{P}:default:active", 0, -1) == [b"q1:j2"]
+    assert list(store.active("default")) == ["q1:j2"]
     assert client.dequeue() is None
-    assert not r.exists(f"{P}:default", f"{P}:default:q1")
+    assert store.queued("default", "q1") == [] and client.metrics("default").queue_ids == ["q1"]  # active only
 
 
-def test_orphan_only_queue_answers_none_and_is_removed(client, r):
+def test_orphan_only_queue_answers_none_and_is_removed(client, store):
     enqueue(client, "j1", interval=0)
-    r.hdel(f"{P}:payload", "default:q1:j1")
+    store.delete_payload("default", "q1", "j1")
     assert client.dequeue() is None
-    assert not r.exists(f"{P}:default", f"{P}:default:active", f"{P}:ready:queue_type")
+    assert store.queued("default", "q1") == [] and store.active("default") == {}
+    assert client.metrics().queue_types == [] and client.metrics("default").queue_ids == []
 
 
 @pytest.mark.parametrize(
@@ -254,15 +256,15 @@ def test_orphan_only_queue_answers_none_and_is_removed(client, r):
         (msgpack.packb([1, b"\x00", None]), [1, b"\x00", None]),
     ],
 )
-def test_payloads_of_other_writers_decode(client, r, stored, expected):
+def test_payloads_of_other_writers_decode(client, store, stored, expected):
     enqueue(client, "j1")
-    r.hset(f"{P}:payload", "default:q1:j1", stored)
+    store.set_payload("default", "q1", "j1", stored)
     assert client.dequeue().payload == expected
 
 
-def test_undecodable_payload_is_delivered_as_bytes(client, r):
+def test_undecodable_payload_is_delivered_as_bytes(client, store):
     enqueue(client, "j1")
-    r.hset(f"{P}:payload", "default:q1:j1", b"\xc1garbage")
+    store.set_payload("default", "q1", "j1", b"\xc1garbage")
     job = client.dequeue()
     assert isinstance(job.payload, UndecodablePayload) and job.payload == b"\xc1garbage"
     assert client.finish("default", "q1", "j1")
@@ -272,26 +274,26 @@ def test_undecodable_payload_is_delivered_as_bytes(client, r):
     "payload",
     [None, True, 0, -1, 2**63, -(2**63), 1.25, "", "text \u20ac", b"", b"\x00bin", [], {}, [1, [2, {"a": b"x"}]], (1, 2)],
 )
-def test_payload_round_trip_matches_msgpack_python(client, r, payload):
+def test_payload_round_trip_matches_msgpack_python(client, store, payload):
     client.enqueue(queue_id="q1", job_id="j1", payload=payload, interval=0)
-    assert r.hget(f"{P}:payload", "default:q1:j1") == msgpack.packb(payload, use_bin_type=True)
+    assert store.payload("default", "q1", "j1") == msgpack.packb(payload, use_bin_type=True)
     expected = list(payload) if isinstance(payload, tuple) else payload
     assert client.dequeue().payload == expected
 
 
-def test_scripts_reload_after_script_flush(client, r):
+def test_scripts_reload_after_script_flush(client, store):
     enqueue(client, "j1", interval=0)
-    r.script_flush()
+    store.script_flush()
     enqueue(client, "j2", interval=0)
-    r.script_flush()
+    store.script_flush()
     assert [j.job_id for j in client.dequeue_many(count=5)] == ["j1", "j2"]
-    r.script_flush()
+    store.script_flush()
     assert client.finish("default", "q1", "j1")
 
 
-def test_client_recovers_after_connection_is_killed(client, r):
+def test_client_recovers_after_connection_is_killed(client, store):
     enqueue(client, "j1", interval=0)
-    r.client_kill_filter(_type="normal", skipme=True)
+    store.kill_clients()
     assert client.dequeue().job_id == "j1"
 
 

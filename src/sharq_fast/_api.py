@@ -1,9 +1,11 @@
 """The public methods of Client and AsyncClient, defined once.
 
-Each method validates nothing itself and does no I/O: it builds an operation (``_ops``,
-``_ops_queues``) and hands it to ``self._run``. On Client, ``_run`` drives it on the sync
-transport and returns the result; AsyncClient wraps every method here into a coroutine
-function whose ``_run`` drives it on the asyncio transport (see ``aio.py``).
+Each method validates nothing itself and does no I/O: it builds an operation of the
+client's layout (``settings.ops``: ``_ops``/``_ops_queues`` on one node, ``_ops_cluster``/
+``_ops_cluster_queues`` on a cluster; see ``_layout``) and hands it to ``self._run``. On
+Client, ``_run`` drives it on the sync transport and returns the result; AsyncClient wraps
+every method here into a coroutine function whose ``_run`` drives it on the asyncio
+transport (see ``aio.py``).
 """
 
 from typing import Any, Callable, Iterable, List, Optional, Union
@@ -12,9 +14,8 @@ import redis
 import redis.asyncio
 
 from . import _constants as C
-from . import _ops
-from . import _ops_queues as _queues
 from ._connect import from_config, redis_from
+from ._layout import transport_for
 from ._rounds import Op
 from ._settings import Clock, Settings
 from .types import EnqueueResult, GlobalMetrics, Job, QueueMetrics, QueueTypeMetrics, RequeueResult
@@ -36,9 +37,8 @@ class Operations:
     """The SharQ operations, single and batched, and the settings and connection both
     clients are made with (see Client for the settings)."""
 
-    #: Set by each client: whether it talks redis.asyncio, and its transport class.
+    #: Set by each client: whether it talks redis.asyncio, and its requeuer's class.
     _ASYNCIO = False
-    _TRANSPORT: Any = None
     _REQUEUER: Any = None
 
     def __init__(
@@ -68,7 +68,7 @@ class Operations:
             replica_timeout=replica_timeout,
         )
         self.redis, self._owns_redis = redis_from(redis_or_url, asyncio=self._ASYNCIO)
-        self._transport = self._TRANSPORT(self.redis, self.settings)
+        self._transport = transport_for(self.redis, self.settings, asyncio=self._ASYNCIO)
         self._requeuer: Any = None
         if requeuer:
             self.start_requeuer()
@@ -148,33 +148,33 @@ class Operations:
             "queue_type": queue_type, "queue_id": queue_id, "job_id": job_id,
             "payload": payload, "interval": interval, "requeue_limit": requeue_limit,
         }
-        return self._run(_ops.enqueue(self.settings, job))
+        return self._run(self.settings.ops.enqueue(self.settings, job))
 
     def dequeue(self, queue_type: str = C.DEFAULT_QUEUE_TYPE, *, timeout: Optional[float] = None) -> Optional[Job]:
         """Take the next job of the ready queue of `queue_type` that is due first, or None.
         With a `timeout` (seconds), wait up to that long for one (without polling Redis
         more than every wait_poll_interval). Finish the job before its ``expires_at``."""
-        return self._run(_ops.dequeue(self.settings, queue_type, timeout))
+        return self._run(self.settings.ops.dequeue(self.settings, queue_type, timeout))
 
     def finish(self, queue_type: str, queue_id: str, job_id: str) -> bool:
         """Mark a dequeued job done, by its ids (as SharQ). False when it is not active
         (unknown, finished already, or expired and requeued)."""
-        return self._run(_ops.finish(self.settings, queue_type, queue_id, job_id))
+        return self._run(self.settings.ops.finish(self.settings, queue_type, queue_id, job_id))
 
     def extend(self, job: Job, ms: int) -> bool:
         """Move a dequeued job's lease to now + `ms` (its ``expires_at`` is updated). False
         when the lease was lost (finished, or requeued): stop working on the job."""
-        return self._run(_first(_ops.extend_many(self.settings, (job,), ms, C.DEFAULT_CHUNK_SIZE)))
+        return self._run(_first(self.settings.ops.extend_many(self.settings, (job,), ms, C.DEFAULT_CHUNK_SIZE)))
 
     def release(self, job: Job) -> bool:
         """Put a dequeued job that was not worked on back at the front of its queue, now,
         without counting a requeue. False when the lease was lost."""
-        return self._run(_first(_ops.release_many(self.settings, (job,), C.DEFAULT_CHUNK_SIZE)))
+        return self._run(_first(self.settings.ops.release_many(self.settings, (job,), C.DEFAULT_CHUNK_SIZE)))
 
     def interval(self, queue_type: str, queue_id: str, interval: int) -> bool:
         """Change the interval of a known queue. False when the queue has no interval
         (nothing was enqueued to it, or it was finished and emptied)."""
-        return self._run(_queues.interval(self.settings, queue_type, queue_id, interval))
+        return self._run(self.settings.ops.interval(self.settings, queue_type, queue_id, interval))
 
     # -- batches ------------------------------------------------------------------------
 
@@ -200,7 +200,7 @@ class Operations:
         `replicas` (default: the client's): each round ends with ``WAIT replicas``; the
         jobs of rounds it did not confirm in time are listed (input positions) in the
         ReplicationError raised once every round was sent: send those again."""
-        return self._run(_ops.enqueue_many(self.settings, jobs, chunk_size, pipeline_depth, replicas))
+        return self._run(self.settings.ops.enqueue_many(self.settings, jobs, chunk_size, pipeline_depth, replicas))
 
     def dequeue_many(
         self, queue_type: str = C.DEFAULT_QUEUE_TYPE, count: int = 100, *, timeout: Optional[float] = None
@@ -208,7 +208,7 @@ class Operations:
         """Up to `count` (at most 10,000) jobs in one round trip: what `count` dequeues at
         the same instant would give (a queue with interval > 0 gives at most one). With a
         `timeout` (seconds), wait up to that long while none is ready."""
-        return self._run(_ops.dequeue_many(self.settings, queue_type, count, timeout))
+        return self._run(self.settings.ops.dequeue_many(self.settings, queue_type, count, timeout))
 
     def finish_many(
         self, jobs: Iterable[Any], *, chunk_size: int = C.DEFAULT_CHUNK_SIZE, replicas: Optional[int] = None
@@ -218,16 +218,16 @@ class Operations:
         consumer's later delivery of it); a (queue_type, queue_id, job_id) tuple whenever
         the job is active, as finish(). All are validated first: a bad one changes nothing.
         `replicas` (default: the client's): unconfirmed by WAIT, ReplicationError."""
-        return self._run(_ops.finish_many(self.settings, jobs, chunk_size, replicas))
+        return self._run(self.settings.ops.finish_many(self.settings, jobs, chunk_size, replicas))
 
     def extend_many(self, jobs: Iterable[Job], ms: int, *, chunk_size: int = C.DEFAULT_CHUNK_SIZE) -> List[bool]:
         """extend() for many Jobs in one round trip; one bool per job."""
-        return self._run(_ops.extend_many(self.settings, jobs, ms, chunk_size))
+        return self._run(self.settings.ops.extend_many(self.settings, jobs, ms, chunk_size))
 
     def release_many(self, jobs: Iterable[Any], *, chunk_size: int = C.DEFAULT_CHUNK_SIZE) -> List[bool]:
         """release() for many jobs (Jobs, or (queue_type, queue_id, job_id, lease) tuples)
         in one round trip; one bool per job. Jobs of one queue keep their order."""
-        return self._run(_ops.release_many(self.settings, jobs, chunk_size))
+        return self._run(self.settings.ops.release_many(self.settings, jobs, chunk_size))
 
     # -- queues -------------------------------------------------------------------------
 
@@ -235,29 +235,29 @@ class Operations:
         """Put expired active jobs back at the front of their queues, and discard those
         whose requeue limit ran out (returned, with their payloads). Runs in bounded steps;
         a queue type that fails does not stop the others (BatchError with ``.result``)."""
-        return self._run(_queues.requeue(self.settings))
+        return self._run(self.settings.ops.requeue(self.settings))
 
     def metrics(
         self, queue_type: Optional[str] = None, queue_id: Optional[str] = None
     ) -> Union[GlobalMetrics, QueueTypeMetrics, QueueMetrics]:
         """Global metrics (no arguments), the queue ids of a queue type, or one queue's
         metrics. Counts are per minute, ten minutes, newest first, 0 where none."""
-        return self._run(_queues.metrics(self.settings, queue_type, queue_id))
+        return self._run(self.settings.ops.metrics(self.settings, queue_type, queue_id))
 
     def clear_queue(self, queue_type: str, queue_id: str, purge_all: bool = False) -> bool:
         """Remove a queue from its ready set and delete its jobs (their payloads and
         requeue counts too, in bounded steps), atomically; with `purge_all` also the
         queue's interval. True when the queue was ready (had queued jobs)."""
-        return self._run(_queues.clear_queue(self.settings, queue_type, queue_id, purge_all))
+        return self._run(self.settings.ops.clear_queue(self.settings, queue_type, queue_id, purge_all))
 
     def queue_length(self, queue_type: str, queue_id: str) -> int:
         """How many jobs wait in a queue (LLEN of its job list)."""
-        return self._run(_queues.queue_length(self.settings, queue_type, queue_id))
+        return self._run(self.settings.ops.queue_length(self.settings, queue_type, queue_id))
 
     def deep_status(self) -> bool:
         """Check that Redis answers and takes writes (SharQ's deep status key)."""
-        return self._run(_queues.deep_status(self.settings))
+        return self._run(self.settings.ops.deep_status(self.settings))
 
     def load_scripts(self) -> None:
         """Load every script into Redis (done by itself on NOSCRIPT)."""
-        return self._run(_queues.load_scripts(self.settings))
+        return self._run(self.settings.ops.load_scripts(self.settings))

@@ -32,10 +32,11 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
 
 import msgspec
 import redis
+import redis.cluster
 
 from . import _core_py
 from . import _core
-from ._redis_server import server_cpu
+from ._redis_server import server_cpu as _node_cpu
 from .client import Client
 
 try:
@@ -157,8 +158,21 @@ def new_prefix(base: str = BENCH_PREFIX_BASE) -> str:
     return f"{base}_{os.getpid()}_{secrets.token_hex(3)}"
 
 
+def server_cpu(conn: Any) -> float:
+    """CPU seconds the Redis server used (on a cluster: summed over its masters)."""
+    if isinstance(conn, redis.cluster.RedisCluster):
+        from ._bench_cluster import server_cpu as cluster_cpu
+
+        return cluster_cpu(conn)
+    return _node_cpu(conn)
+
+
 def cleanup(conn: redis.Redis, prefix: str) -> int:
     """Delete every key of `prefix` (SCAN + UNLINK; never FLUSHDB). Returns how many."""
+    if isinstance(conn, redis.cluster.RedisCluster):
+        from ._bench_cluster import cleanup as cluster_cleanup
+
+        return cluster_cleanup(conn, prefix)
     deleted, batch = 0, []
     for key in conn.scan_iter(match=f"{prefix}:*", count=2000):
         batch.append(key)

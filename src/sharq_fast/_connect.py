@@ -11,12 +11,15 @@ from .config import SharqConfig, read_config
 from .exceptions import BadArgumentException
 
 _SCHEMES = ("redis://", "rediss://", "unix://")
-_NAMES = "redis://, rediss://, unix://, redis+sentinel://"
+_NAMES = "redis://, rediss://, unix://, redis+sentinel://, redis+cluster://"
 
 
 def redis_from(target: Any, asyncio: bool) -> Tuple[Any, bool]:
     """(the redis-py client for `target`, whether the caller owns it): a URL makes a new
     client the caller closes; a redis-py client of the right kind is used as it is."""
+    clustered = _cluster_from(target, asyncio)
+    if clustered is not None:
+        return clustered
     kind = redis.asyncio.Redis if asyncio else redis.Redis
     if isinstance(target, str):
         if target.startswith(_sentinel.SCHEME):
@@ -33,7 +36,14 @@ def redis_from(target: Any, asyncio: bool) -> Tuple[Any, bool]:
 
 
 def redis_for_config(config: SharqConfig, asyncio: bool) -> Any:
-    """A new redis-py client for the Redis a SharQ config describes."""
+    """A new redis-py client for the Redis a SharQ config describes (a cluster client for
+    ``clustered = true``, a Sentinel-managed one for ``sentinels``)."""
+    if config.clustered:
+        from ._cluster_connect import cluster_from_nodes
+
+        kwargs = dict(config.redis)
+        node = (kwargs.pop("host"), kwargs.pop("port"))
+        return cluster_from_nodes([node], asyncio, **{k: v for k, v in kwargs.items() if v is not None})
     if config.sentinel is not None:
         return _sentinel.master_client(config.sentinel, asyncio)
     kind = redis.asyncio.Redis if asyncio else redis.Redis
@@ -62,3 +72,20 @@ async def aclose_owned(redis_client: Any) -> None:
     """Close an asyncio redis-py client this package made (and its sentinel connections)."""
     await redis_client.aclose()
     await _sentinel.aclose_sentinels(redis_client)
+
+
+# -- Redis Cluster (the cluster layout, docs/cluster-layout.md) ----------------------------
+
+_CLUSTER_SCHEMES = ("redis+cluster://", "rediss+cluster://")
+
+
+def _cluster_from(target: Any, asyncio: bool) -> Any:
+    """(a cluster client, owned) for a ``redis+cluster://`` URL, (target, not owned) for a
+    redis-py cluster client of the right kind, else None."""
+    from ._cluster_connect import cluster_client, cluster_kind
+
+    if isinstance(target, str) and target.startswith(_CLUSTER_SCHEMES):
+        return cluster_client(target, asyncio), True
+    if isinstance(target, cluster_kind(asyncio)):
+        return target, False
+    return None

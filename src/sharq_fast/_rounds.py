@@ -10,7 +10,7 @@ import itertools
 import os
 import uuid
 from collections import deque
-from typing import Any, Deque, Generator, Iterator, List, Sequence, Tuple, TypeVar
+from typing import Any, Deque, Generator, Iterator, List, Optional, Sequence, Tuple, TypeVar
 
 from . import _core
 
@@ -29,14 +29,19 @@ class Round:
     ``WAIT replicas ...`` that confirms the writes before it (see ``_retry``: a transport
     that sends some of them again sends it after them too, on the same connection, and
     sends the round again while WAIT counts fewer replicas; on a cluster, to each node
-    that ran some of them, keeping the lowest count)."""
+    that ran some of them, keeping the lowest count). `slots` (cluster layout only): the
+    hash slot of each command, by which a cluster transport sends it to the node that
+    serves it."""
 
-    __slots__ = ("commands", "writes", "replicas")
+    __slots__ = ("commands", "writes", "replicas", "slots")
 
-    def __init__(self, commands: Sequence[bytes], writes: bool = True, replicas: int = 0) -> None:
+    def __init__(
+        self, commands: Sequence[bytes], writes: bool = True, replicas: int = 0, slots: Optional[Sequence[int]] = None
+    ) -> None:
         self.commands = commands
         self.writes = writes
         self.replicas = replicas
+        self.slots = slots
 
 
 class Send:

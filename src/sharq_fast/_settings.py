@@ -83,6 +83,10 @@ class Settings:
         self.scripts: Dict[str, Script] = load_scripts()
         self.sha = {name: script.sha for name, script in self.scripts.items()}
         self.tokens = ReplyTokens(key_prefix)
+        #: The operations of the client's data layout, and the cluster layout's state (set
+        #: by ``_layout.transport_for``).
+        self.ops: Any = None
+        self.cluster: Any = None
 
     def as_dict(self) -> Dict[str, Any]:
         """The constructor arguments that make an equal Settings."""

@@ -10,7 +10,6 @@ from typing import Any, Callable
 
 from ._api import OPERATIONS, Operations
 from ._connect import aclose_owned
-from ._transport_aio import AsyncTransport
 from .requeuer import AsyncRequeuer
 
 
@@ -41,7 +40,6 @@ class AsyncClient(Operations):
 
     _ASYNCIO = True
     _REQUEUER = AsyncRequeuer
-    _TRANSPORT = AsyncTransport
 
     async def stop_requeuer(self) -> None:
         """Stop the background requeuer, if running, and release its lock."""

@@ -77,6 +77,7 @@ class Target:
         self.private = False
         if args.url and args.config:
             raise CliError("give --url or --config, not both")
+        self.cluster = False
         if args.config:
             self.config = config = read_config(args.config)
             kwargs = dict(config.redis)
@@ -86,6 +87,23 @@ class Target:
                 hosts = ",".join(f"{host}:{port}" for host, port in config.sentinel.sentinels)
                 where = f"master {config.sentinel.master!r} of the sentinels at {hosts}"
             self.describe = f"Redis at {where} db {kwargs.get('db', 0)} (from {args.config})"
+            if self.config.clustered:
+                from ._connect import from_config
+
+                self.cluster = True
+                self.make_redis = lambda: from_config(args.config, asyncio=False)[0]
+                self.describe = f"Redis Cluster at {where} (from {args.config})"
+        elif (args.url or "").startswith(("redis+cluster://", "rediss+cluster://")):
+            from ._cluster_connect import cluster_client, parse_cluster_url
+
+            try:
+                parse_cluster_url(args.url)
+            except ValueError as exc:
+                raise CliError(f"bad --url {args.url!r}: {exc}") from None
+            self.url = url = args.url
+            self.cluster = True
+            self.make_redis = lambda: cluster_client(url, asyncio=False)
+            self.describe = f"Redis Cluster at {_redact(url)}"
         else:
             url = args.url
             if not url and allow_private:
@@ -109,7 +127,8 @@ class Target:
             )
         conn = self.make_redis()
         try:
-            info = conn.info("server")
+            node = conn.get_default_node().redis_connection if self.cluster else conn
+            info = node.info("server")
             self.redis_version = info.get("redis_version", "?")
         except redis.RedisError as exc:
             self.close()
@@ -266,7 +285,7 @@ def _settings(args: argparse.Namespace, repeat: int) -> Dict[str, Any]:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from . import _bench
+    from . import _bench, _bench_cluster
 
     cores = _cores(args)
     target = Target(args, allow_private=True)
@@ -274,18 +293,32 @@ def cmd_bench(args: argparse.Namespace) -> int:
         _note(f"sharq-fast bench against {target.describe}")
         base = args.key_prefix or _bench.BENCH_PREFIX_BASE
         results: List[Any] = []
+        if args.cluster:
+            _note("starting a private 3-master Redis Cluster")
+            args.private_cluster = _bench_cluster.private_cluster()
         for rep in range(args.repeat):
             for core_name in cores:
                 results += _bench.run_sharq_fast(
                     target.make_redis, core_name, n=args.n, queues=args.queues, batch=args.batch,
                     modes=args.modes, progress=args.progress, rep=rep, prefix_base=base,
                 )
-        if not args.no_scaling:
+            if args.cluster:  # interleaved: both see the same load of this machine
+                results += _bench_cluster.run_on_cluster(args, args.private_cluster.url, cores, base, rep)
+        if not args.no_scaling and not target.cluster:
             for rep in range(args.repeat):
                 results += _scaling(args, target, cores, rep)
-        _report(args, "bench", target, results, _settings(args, args.repeat), None)
+        extra, shard_table = None, None
+        if target.cluster or args.cluster:
+            cluster = getattr(args, "private_cluster", None)
+            extra = _bench_cluster.shard_report(args, cluster.url if cluster is not None else None, target.make_redis)
+            shard_table = extra.pop("shard_table")
+        _report(args, "bench", target, results, _settings(args, args.repeat), None, extra)
+        if shard_table:
+            print(shard_table)
     finally:
         target.close()
+        if getattr(args, "private_cluster", None) is not None:
+            args.private_cluster.stop()
     return 0
 
 
@@ -405,7 +438,9 @@ def cmd_stats(args: argparse.Namespace) -> int:
         elif args.queue_id is None:
             ids = metrics.queue_ids
             lengths: Dict[str, int] = {}
-            if ids:
+            if ids and target.cluster:
+                lengths = {queue_id: client.queue_length(args.queue_type, queue_id) for queue_id in ids}
+            elif ids:
                 pipe = client.redis.pipeline(transaction=False)
                 for queue_id in ids:
                     pipe.llen(f"{client.key_prefix}:{args.queue_type}:{queue_id}")
@@ -586,6 +621,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", parents=[common], help="benchmark sharq_fast (both cores, single and batched calls)",
                            description="Benchmark sharq_fast: enqueue, dequeue, finish; single and batched; both cores.")
     workload_options(bench, 1)
+    bench.add_argument("--cluster", action="store_true",
+                       help="also run the workload on a private 3-master Redis Cluster started here, and report "
+                            "the load of each shard")
     bench.set_defaults(func=cmd_bench)
 
     compare = sub.add_parser("compare", parents=[common], help="the same workload through sharq 1.3.0 and plain redis-py",

@@ -9,7 +9,6 @@ from typing import Any, Optional
 
 from ._api import Operations
 from ._connect import close_owned
-from ._transport import SyncTransport
 from .exceptions import BatchError  # noqa: F401  (importable from here, as before)
 from .requeuer import Requeuer
 
@@ -32,7 +31,6 @@ class Client(Operations):
     starts the background requeuer (start_requeuer)."""
 
     _REQUEUER = Requeuer
-    _TRANSPORT = SyncTransport
 
     # -- background requeuer and lifetime -------------------------------------------------
 

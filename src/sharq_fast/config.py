@@ -27,6 +27,9 @@ class SharqConfig(msgspec.Struct):
     redis: Dict[str, Any] = {}
     #: Set when the config names sentinels: then `redis` holds no address.
     sentinel: Optional[SentinelSpec] = None
+    #: ``clustered = true``: `redis` names a startup node of a Redis Cluster, and clients
+    #: use the cluster layout (docs/cluster-layout.md).
+    clustered: bool = False
 
 
 def _int(parser: configparser.ConfigParser, section: str, option: str, default: int, minimum: int = 0) -> int:
@@ -80,12 +83,17 @@ def read_config(path: "os.PathLike[str] | str") -> SharqConfig:
     clustered = (_str(parser, "redis", "clustered") or "false").lower()
     if clustered not in configparser.ConfigParser.BOOLEAN_STATES:
         raise ConfigError(f"[redis] clustered must be true or false, got {clustered!r}")
-    if configparser.ConfigParser.BOOLEAN_STATES[clustered]:
-        raise ConfigError(
-            "[redis] clustered = true is not supported: SharQ's scripts build key names "
-            "inside Lua, so its keys cannot be spread over a Redis Cluster"
-        )
+    is_clustered = configparser.ConfigParser.BOOLEAN_STATES[clustered]
+    if is_clustered:
+        # SharQ's own clustered mode cannot work (its scripts build key names inside Lua);
+        # here it means sharq_fast's cluster layout.
+        if conn_type != "tcp_sock":
+            raise ConfigError("[redis] clustered = true needs conn_type = tcp_sock (a startup node's host and port)")
+        if redis_kwargs.pop("db"):
+            raise ConfigError("[redis] db must be 0 with clustered = true: a Redis Cluster has only database 0")
     sentinel = _sentinel_config(parser, redis_kwargs)  # takes the address out of redis_kwargs
+    if sentinel is not None and is_clustered:
+        raise ConfigError("[redis] sentinels and clustered = true exclude each other: a Redis Cluster fails over by itself")
     return SharqConfig(
         key_prefix=_str(parser, "redis", "key_prefix") or DEFAULT_KEY_PREFIX,
         job_expire_interval=_int(parser, "sharq", "job_expire_interval", DEFAULT_JOB_EXPIRE_INTERVAL, 1),
@@ -93,6 +101,7 @@ def read_config(path: "os.PathLike[str] | str") -> SharqConfig:
         default_job_requeue_limit=_int(parser, "sharq", "default_job_requeue_limit", DEFAULT_JOB_REQUEUE_LIMIT, -1),
         redis=redis_kwargs,
         sentinel=sentinel,
+        clustered=is_clustered,
     )
 
 

@@ -13,7 +13,6 @@ import threading
 import uuid
 from typing import Any, Callable, Optional
 
-from ._ops_queues import lock, requeue_pass
 from ._rounds import Op
 from ._settings import Settings
 from .types import Job, RequeueResult
@@ -59,17 +58,17 @@ class Schedule:
         """One round, as an operation; errors come back in the Tick, not raised."""
         held = False
         try:
-            held = yield from lock(self.settings, self.token, self.lock_ttl)
+            held = yield from self.settings.ops.lock(self.settings, self.token, self.lock_ttl)
             if not held:
                 return Tick(False)
-            result, next_expiry = yield from requeue_pass(self.settings)
+            result, next_expiry = yield from self.settings.ops.requeue_pass(self.settings)
             return Tick(True, result, next_expiry)
         except Exception as exc:
             return Tick(held, getattr(exc, "result", None), None, exc)
 
     def release(self) -> Op[bool]:
         """Give the lock up (if held)."""
-        return lock(self.settings, self.token, 0)
+        return self.settings.ops.lock(self.settings, self.token, 0)
 
     def pause_after(self, tick: Tick) -> float:
         """Log a round, hand its discarded jobs to on_discard, and say how long to wait

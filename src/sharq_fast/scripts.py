@@ -38,3 +38,26 @@ def load_scripts() -> Dict[str, Script]:
             source = prelude + b"\n" + source
         scripts[name] = Script(name, source, hashlib.sha1(source).hexdigest().encode())
     return scripts
+
+
+#: The cluster layout's scripts (lua/cluster/, docs/cluster-layout.md): each works on the
+#: ten keys of one partition (cluster/_partition.lua, put in front of each).
+CLUSTER_REPLIED_SCRIPTS = ("enqueue", "dequeue", "finish", "requeue", "interval", "clear_queue", "extend", "release")
+CLUSTER_PLAIN_SCRIPTS = ("forget_intervals",)
+
+
+def load_cluster_scripts() -> Dict[str, Script]:
+    """Every script of the cluster layout by name, and the single-key ``lock``."""
+    folder = resources.files("sharq_fast.lua")
+    first = folder.joinpath("cluster", "_first.lua").read_bytes()
+    replies = folder.joinpath("cluster", "_replies.lua").read_bytes()
+    partition = folder.joinpath("cluster", "_partition.lua").read_bytes()
+    scripts = {}
+    for name in CLUSTER_REPLIED_SCRIPTS + CLUSTER_PLAIN_SCRIPTS:
+        body = folder.joinpath("cluster", f"{name}.lua").read_bytes()
+        parts = [first, replies, partition, body] if name in CLUSTER_REPLIED_SCRIPTS else [partition, body]
+        source = b"\n".join(parts)
+        scripts[name] = Script(name, source, hashlib.sha1(source).hexdigest().encode())
+    lock = folder.joinpath("lock.lua").read_bytes()
+    scripts["lock"] = Script("lock", lock, hashlib.sha1(lock).hexdigest().encode())
+    return scripts

@@ -29,7 +29,8 @@ class SharQ:
         self._key_prefix = config.key_prefix
         self._job_expire_interval = config.job_expire_interval
         self._default_job_requeue_limit = config.default_job_requeue_limit
-        self._r = redis_for_config(config, asyncio=False)  # a redis.StrictRedis (through Sentinel if set)
+        # a redis.StrictRedis (through Sentinel if set), or a cluster client (clustered)
+        self._r = redis_for_config(config, asyncio=False)
         self._client = Client(
             self._r,
             key_prefix=config.key_prefix,
