@@ -46,6 +46,10 @@ def _worker_main():
     from sharq import SharQ
 
     sq = SharQ(os.environ["SFB_CONF"])
+    # Warm-up: have redis-py load the dequeue and finish scripts (on a queue type no job
+    # uses), or the first dequeue's round trip loads them after taking its timestamp.
+    sq.dequeue("warmup")
+    sq.finish("none", "none", "warmup")
     rec = Recorder()
     threads = int(os.environ.get("SFB_THREADS") or 1)
     for _ in range(threads - 1):
