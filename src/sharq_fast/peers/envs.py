@@ -65,19 +65,18 @@ def _imports(python: Path, module: str) -> bool:
 
 
 def _build(peer: Peer, folder: Path, make: Callable[[Path], None]) -> None:
-    """Build into a scratch folder, then move it into place (a half-built env is never used)."""
-    building = folder.with_name(f"{folder.name}.building-{os.getpid()}")
-    shutil.rmtree(building, ignore_errors=True)
+    """Build in place (a virtualenv's scripts name its path, so it cannot be moved after
+    building); the marker, written last, is what makes the folder count as built."""
+    shutil.rmtree(folder, ignore_errors=True)
     try:
-        building.parent.mkdir(parents=True, exist_ok=True)
-        make(building)
-        (building / _OK).write_text(json.dumps(list(peer.requirements)))
-        shutil.rmtree(folder, ignore_errors=True)
-        os.replace(building, folder)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        make(folder)
+        (folder / _OK).write_text(json.dumps(list(peer.requirements)))
     except OSError as exc:
         raise PeerUnavailable(f"cannot build {folder}: {exc}") from None
-    finally:
-        shutil.rmtree(building, ignore_errors=True)
+    except PeerUnavailable:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
 
 
 def _python_env(peer: Peer, log: Optional[Callable[[str], None]]) -> PeerEnv:
@@ -109,7 +108,7 @@ def _node_env(peer: Peer, log: Optional[Callable[[str], None]]) -> PeerEnv:
             log(f"building the {peer.name} Node project ({' '.join(peer.requirements)}) at {folder} (once)")
 
         def make(building: Path) -> None:
-            building.mkdir(parents=True)
+            building.mkdir(parents=True, exist_ok=True)
             (building / "package.json").write_text(json.dumps({"name": "sharq-fast-peer", "private": True}))
             _run([npm, "install", "--prefix", str(building), "--no-audit", "--no-fund", "--save-exact", "--loglevel", "error",
                   *peer.requirements], f"npm install {' '.join(peer.requirements)}", 900)

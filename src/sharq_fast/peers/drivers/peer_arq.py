@@ -68,7 +68,7 @@ def main():
         loop.run_until_complete(pool.enqueue_job("noop", p))
 
     def start_worker(expect, sleep_ms=0):
-        argv = [os.path.join(os.path.dirname(sys.executable), "arq"), "--custom-log-dict", "peer_arq.LOG_CONFIG", "peer_arq.WorkerSettings"]
+        argv = [sys.executable, "-m", "arq", "--custom-log-dict", "peer_arq.LOG_CONFIG", "peer_arq.WorkerSettings"]
         return Worker(argv, spec, expect, sleep_ms, env={"SFB_CONCURRENCY": str(spec["concurrency"])})
 
     def close():

@@ -57,7 +57,7 @@ def main():
         tasks.noop.apply_async((p,))
 
     def start_worker(expect, sleep_ms=0):
-        argv = [os.path.join(os.path.dirname(sys.executable), "celery"), "-A", "peer_celery", "worker",
+        argv = [sys.executable, "-m", "celery", "-A", "peer_celery", "worker",
                 "--pool", "threads", "--concurrency", str(spec["concurrency"]), "--loglevel", "WARNING",
                 "--without-gossip", "--without-mingle", "--without-heartbeat", "-Q", QUEUE]
         return Worker(argv, spec, expect, sleep_ms)

@@ -14,6 +14,7 @@ counts whole seconds, so it cannot express one job per 100 ms.)
 """
 
 import os
+import sys
 
 from _drvlib import redis_url, Recorder, Worker, main as drv_main, run_drain, run_latency, run_rate, spec_from_argv
 
@@ -64,8 +65,7 @@ def main():
         return enqueue_all
 
     def start_worker(expect, sleep_ms=0):
-        argv = [os.path.join(os.path.dirname(os.path.abspath(__import__("sys").executable)), "dramatiq"),
-                "--processes", "1", "--threads", str(spec["concurrency"]), "peer_dramatiq"]
+        argv = [sys.executable, "-m", "dramatiq", "--processes", "1", "--threads", str(spec["concurrency"]), "peer_dramatiq"]
         return Worker(argv, spec, expect, sleep_ms, env={"SFB_INTERVAL_MS": str(spec.get("interval_ms", 100))})
 
     drv_main(spec, {

@@ -55,7 +55,7 @@ def main():
         return enqueue_all
 
     def start_worker(expect, sleep_ms=0):
-        argv = [os.path.join(os.path.dirname(sys.executable), "huey_consumer"), "peer_huey.huey", "-k", "thread",
+        argv = [sys.executable, "-m", "huey.bin.huey_consumer", "peer_huey.huey", "-k", "thread",
                 "-w", str(spec["concurrency"]), "-q", "-s", "1"]
         return Worker(argv, spec, expect, sleep_ms, env={"SFB_INTERVAL_MS": str(spec.get("interval_ms", 100))})
 

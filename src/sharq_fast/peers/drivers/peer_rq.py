@@ -47,8 +47,7 @@ def main():
                 pipe.execute()
 
     def start_worker(expect, sleep_ms=0):
-        rq_cmd = os.path.join(os.path.dirname(sys.executable), "rq")
-        argv = [rq_cmd, "worker", "--url", spec["url"], "--worker-class", "rq.worker.SimpleWorker",
+        argv = [sys.executable, "-m", "rq.cli", "worker", "--url", spec["url"], "--worker-class", "rq.worker.SimpleWorker",
                 "--logging_level", "WARNING", "--disable-job-desc-logging", QUEUE]
         return Worker(argv, spec, expect, sleep_ms)
 

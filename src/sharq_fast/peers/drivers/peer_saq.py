@@ -59,7 +59,7 @@ def main():
         loop.run_until_complete(queue.enqueue("noop", data=p, ttl=-1))
 
     def start_worker(expect, sleep_ms=0):
-        argv = [os.path.join(os.path.dirname(sys.executable), "saq"), "--workers", "1", "peer_saq.settings"]
+        argv = [sys.executable, "-m", "saq", "--workers", "1", "peer_saq.settings"]
         return Worker(argv, spec, expect, sleep_ms, env={"SFB_CONCURRENCY": str(spec["concurrency"])})
 
     def close():

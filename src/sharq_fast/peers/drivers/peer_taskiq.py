@@ -52,7 +52,7 @@ def main():
         loop.run_until_complete(tasks.noop.kiq(p))
 
     def start_worker(expect, sleep_ms=0):
-        argv = [os.path.join(os.path.dirname(sys.executable), "taskiq"), "worker", "peer_taskiq:broker",
+        argv = [sys.executable, "-m", "taskiq", "worker", "peer_taskiq:broker",
                 "--workers", "1", "--max-async-tasks", str(spec["concurrency"]), "--log-level", "WARNING"]
         return Worker(argv, spec, expect, sleep_ms)
 
