@@ -118,7 +118,7 @@ def test_parse_names() -> None:
 def test_settings_for_small_sizes() -> None:
     s = command.settings_for(200, 1, tenants=100)
     assert (s.jobs, s.latency_jobs, s.tenants, s.hot_tenants) == (200, 50, 100, 1)
-    assert command.settings_for(100_000, 3).latency_jobs == 5000
+    assert command.settings_for(100_000, 3).latency_jobs == 2000
 
 
 def test_drivers_reach_only_the_runners_redis() -> None:

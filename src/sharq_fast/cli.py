@@ -559,9 +559,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="comma list of sharq,bullmq,rq,arq,saq,dramatiq,celery,huey,taskiq (no list: all)")
     peers.add_argument("--workloads", metavar="LIST", help="comma list of enqueue,drain,drain_io,latency,rate (default: all)")
     peers.add_argument("--size", type=_positive_int, default=100_000, metavar="N",
-                       help="jobs per enqueue/drain run (default 100000; the latency run sends N/20, at most 5000)")
+                       help="jobs per enqueue/drain run (default 100000; the latency run sends N/50, at most 2000)")
     peers.add_argument("--tenants", type=_positive_int, metavar="N", help="tenants of the rate-limit case (default 10000)")
-    peers.add_argument("--rate", type=float, metavar="JOBS_PER_S", help="send rate of the latency run (default 500)")
+    peers.add_argument("--rate", type=float, metavar="JOBS_PER_S", help="send rate of the latency run (default 200)")
     compare.set_defaults(func=cmd_compare)
 
     stats = sub.add_parser("stats", parents=[common], help="queue metrics (Client.metrics) as a table or JSON",

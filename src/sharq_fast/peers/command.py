@@ -22,10 +22,10 @@ def parse_names(text: Optional[str], known: Sequence[str], what: str) -> List[st
 
 
 def settings_for(size: int, repeat: int, tenants: Optional[int] = None, rate: Optional[float] = None) -> runner.Settings:
-    """Workload sizes from --size (the drains' jobs): the latency run sends size/20 jobs
-    (50 to 5,000); the SharQ case has --tenants tenants (default 10,000), 1% of them busy."""
+    """Workload sizes from --size (the drains' jobs): the latency run sends size/50 jobs
+    (50 to 2,000); the SharQ case has --tenants tenants (default 10,000), 1% of them busy."""
     settings = runner.Settings(jobs=size, repeat=repeat)
-    settings.latency_jobs = max(50, min(5_000, size // 20))
+    settings.latency_jobs = max(50, min(2_000, size // 50))
     settings.latency_warmup = max(10, settings.latency_jobs // 20)
     if tenants is not None:
         settings.tenants = tenants

@@ -12,7 +12,7 @@ _STATUS_CELL = {"not supported": "n/s", "unavailable": "unavailable", "error": "
 
 
 def _rate(row: Dict[str, Any], with_spread: bool) -> str:
-    text = f"{row['jobs_per_s']:,.0f}"
+    text = f"{row['jobs_per_s']:,.0f}" + ("*" if row.get("partial") else "")
     if with_spread and row.get("reps", 0) > 1:
         text += f" ±{50 * row['spread']:.0f}%"
     return text
@@ -83,10 +83,16 @@ def _split(line: str, count: Optional[int] = None) -> List[str]:
 
 
 def notes(document: Dict[str, Any]) -> List[str]:
-    """Why a peer or a workload did not run (never silently dropped)."""
+    """Why a peer or a workload did not run (never silently dropped), and which runs the
+    time budget stopped."""
     out = []
     seen = set()
+    budget = document["settings"].get("budget")
     for row in document["summary"]:
+        if row.get("partial"):
+            p = row["partial"]
+            out.append(f"{row['peer']} {row['workload']}: the {budget:g} s budget ended {p['runs']} of {row['reps']} run(s) "
+                       f"after {', '.join(f'{h:,}' for h in p['handled'])} of {p['expected']:,} jobs (rate over those)")
         for error in row.get("errors", []):
             key = (row["peer"], row["status"], error)
             if key in seen:
@@ -111,6 +117,8 @@ def print_report(document: Dict[str, Any]) -> None:
           f"{s['hot_tenants']} busy tenants (ideal {s['interval_ms']} ms); cold done: when 99% of the other tenants were served")
     for line in notes(document):
         print(f"note: {line}")
+    if any(row.get("partial") for row in document["summary"]):
+        print(f"*: measured over the jobs handled within the {s.get('budget', 0):g} s budget (see the notes)")
     versions = "; ".join(f"{peer} {' '.join(f'{k} {v}' for k, v in info['versions'].items())}"
                          for peer, info in document["peers"].items() if info["versions"])
     if versions:

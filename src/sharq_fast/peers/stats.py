@@ -41,7 +41,14 @@ def drain_metrics(records: Dict[str, Any]) -> Dict[str, float]:
     first = min(records["starts"][i] for i in idx)
     seconds = records["last_end"] - first
     rate = len(idx) / seconds if seconds > 0 else math.inf
-    return {"jobs": len(idx), "seconds": seconds, "jobs_per_s": rate, "ms_per_job": 1000.0 / rate if rate else math.nan}
+    return {"jobs": len(idx), "seconds": seconds, "jobs_per_s": rate, "ms_per_job": 1000.0 / rate if rate else math.nan,
+            **_partial(records)}
+
+
+def _partial(records: Dict[str, Any]) -> Dict[str, Any]:
+    """A run stopped by its time budget handled fewer jobs than it was given."""
+    expected = records.get("expected") or 0
+    return {"partial": bool(expected and records["handled"] < expected), "handled": records["handled"], "expected": expected}
 
 
 def latency_metrics(records: Dict[str, Any]) -> Dict[str, float]:
@@ -95,6 +102,7 @@ def rate_metrics(records: Dict[str, Any], spec: Dict[str, Any]) -> Dict[str, flo
         "min_gap_ms": min(gaps) if gaps else math.nan,
         "hot_gap_p50_ms": percentile(hot_gaps, 50),
         "cold_done_p99_s": percentile(cold_done, 99),
+        **_partial(records),
     }
 
 
@@ -134,6 +142,9 @@ def summarize(runs: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
     for (peer, workload), items in groups.items():
         ok = [r for r in items if r.get("metrics")]
         row: Dict[str, Any] = {"peer": peer, "workload": workload, "reps": len(ok), "status": "ok" if ok else items[0]["status"]}
+        partial = [r["metrics"] for r in ok if r["metrics"].get("partial")]
+        if partial:  # stopped by the time budget: how far it got
+            row["partial"] = {"runs": len(partial), "handled": [m["handled"] for m in partial], "expected": partial[0]["expected"]}
         errors = sorted({r["error"] for r in items if r.get("error")})
         if errors:
             row["errors"] = errors

@@ -28,6 +28,7 @@ PAYLOAD = {"to": "+14155550100", "from": "+14155550199", "text": "hello from sha
 RESULT_ENV = "SFB_RESULT"
 EXPECT_ENV = "SFB_EXPECT"
 SLEEP_ENV = "SFB_SLEEP_MS"
+DEADLINE_ENV = "SFB_DEADLINE"
 URL_ENV = "SFB_URL"
 
 # A driver run as ``peer_X.py '<spec>'`` builds its broker objects at import, like the
@@ -89,6 +90,8 @@ class Recorder(object):
         self.path = os.environ.get(RESULT_ENV)
         self.expect = int(os.environ.get(EXPECT_ENV) or 0)
         self.sleep_s = float(os.environ.get(SLEEP_ENV) or 0) / 1000.0
+        # The run's time budget: the first job to end after it writes what was done so far.
+        self.deadline = float(os.environ.get(DEADLINE_ENV) or 0)
         self.lock = threading.Lock()
         self.starts, self.sent, self.tenants, self.warm = [], [], [], []
         self.ended = 0
@@ -113,7 +116,7 @@ class Recorder(object):
             self.ended += 1
             if now > self.last_end:
                 self.last_end = now
-            done = self.expect and self.ended >= self.expect and not self.written
+            done = ((self.expect and self.ended >= self.expect) or (self.deadline and now > self.deadline)) and not self.written
             if done:
                 self.written = True
         if done:
@@ -122,7 +125,7 @@ class Recorder(object):
     def write(self):
         data = {
             "starts": self.starts, "sent": self.sent, "tenants": self.tenants, "warm": self.warm,
-            "last_end": self.last_end, "handled": self.ended, "pid": os.getpid(),
+            "last_end": self.last_end, "handled": self.ended, "expected": self.expect, "pid": os.getpid(),
         }
         if self.path:
             tmp = self.path + ".tmp"
@@ -155,7 +158,7 @@ class Worker(object):
     """A worker process (the peer's own command, or a script), in a session of its own so
     that it and any children it forks can be stopped together."""
 
-    def __init__(self, argv, spec, expect, sleep_ms=0, env=None, cwd=None):
+    def __init__(self, argv, spec, expect, sleep_ms=0, env=None, cwd=None, budget=None):
         self.result = os.path.join(spec["workdir"], "worker-result.json")
         for path in (self.result, self.result + ".ready"):
             if os.path.exists(path):
@@ -164,6 +167,9 @@ class Worker(object):
         here = os.path.dirname(os.path.abspath(__file__))
         full_env["PYTHONPATH"] = here + os.pathsep + full_env.get("PYTHONPATH", "")
         full_env.update({RESULT_ENV: self.result, EXPECT_ENV: str(expect), SLEEP_ENV: str(sleep_ms), URL_ENV: spec["url"]})
+        budget = spec.get("budget") if budget is None else budget
+        if budget:  # drains and the rate case stop at the budget (counted from the worker's start)
+            full_env[DEADLINE_ENV] = repr(time.time() + float(budget))
         full_env.update(env or {})
         self.log_path = os.path.join(spec["workdir"], "worker.log")
         self.log = open(self.log_path, "wb")
@@ -265,7 +271,7 @@ def run_latency(spec, send_one, start_worker, versions, close=None):
     stamped with its enqueue time; the first `warmup` ones are not counted."""
     count, warm, rate = spec["latency_jobs"], spec.get("latency_warmup", 100), float(spec["rate"])
     answer = {"versions": versions, "workload": "latency", "jobs": count, "rate": rate}
-    worker = start_worker(1 + warm + count)
+    worker = start_worker(1 + warm + count)  # (the latency run is bounded by its count and rate: no budget)
     try:
         send_one(payload(0, w=1, t=time.time()))  # a probe: the worker is up once it ran it
         worker.wait_ready(spec.get("startup_timeout", 120))

@@ -43,7 +43,8 @@ async function workerMain() {
   const resultPath = process.env.SFB_RESULT;
   const expect = Number(process.env.SFB_EXPECT || 0);
   const sleepMs = Number(process.env.SFB_SLEEP_MS || 0);
-  const rec = { starts: [], sent: [], tenants: [], warm: [], last_end: 0, handled: 0, pid: process.pid };
+  const deadline = Number(process.env.SFB_DEADLINE || 0); // the run's time budget (epoch s)
+  const rec = { starts: [], sent: [], tenants: [], warm: [], last_end: 0, handled: 0, expected: expect, pid: process.pid };
   let written = false;
   const processor = async (job) => {
     const data = job.data;
@@ -56,7 +57,7 @@ async function workerMain() {
     const end = nowS();
     rec.handled += 1;
     if (end > rec.last_end) rec.last_end = end;
-    if (expect && rec.handled >= expect && !written) {
+    if (((expect && rec.handled >= expect) || (deadline && end > deadline)) && !written) {
       written = true;
       fs.writeFileSync(resultPath + ".tmp", JSON.stringify(rec));
       fs.renameSync(resultPath + ".tmp", resultPath);
@@ -86,6 +87,7 @@ function startWorker(spec, expect, sleepMs) {
     SFB_RESULT: result, SFB_EXPECT: String(expect), SFB_SLEEP_MS: String(sleepMs || 0), SFB_URL: spec.url,
     SFB_CONCURRENCY: String(spec.concurrency),
   });
+  if (spec.budget) env.SFB_DEADLINE = String(Date.now() / 1000 + Number(spec.budget));
   const child = spawn(process.execPath, [__filename, "worker"], { env, stdio: ["ignore", log, log], detached: true });
   let exited = null;
   child.on("exit", (code) => { exited = code === null ? "signal" : code; });
@@ -189,13 +191,11 @@ if (process.argv[2] === "worker") {
   });
 } else {
   main()
-    .then((answer) => {
-      process.stdout.write("\n" + JSON.stringify(answer) + "\n");
-      process.exit(0);
-    })
+    // Exit once the answer is flushed: process.exit() right after a write to a pipe cuts it at 64 KiB.
+    .then((answer) => process.stdout.write("\n" + JSON.stringify(answer) + "\n", () => process.exit(0)))
     .catch((err) => {
       console.error(err);
-      process.stdout.write("\n" + JSON.stringify({ error: String(err && err.message ? err.message : err) }) + "\n");
-      process.exit(0);
+      const answer = { error: String(err && err.message ? err.message : err) };
+      process.stdout.write("\n" + JSON.stringify(answer) + "\n", () => process.exit(0));
     });
 }
