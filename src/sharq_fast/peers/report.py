@@ -130,7 +130,7 @@ def write_outputs(out_dir: str, document: Dict[str, Any], name: str = "peers") -
     path = Path(out_dir)
     path.mkdir(parents=True, exist_ok=True)
     json_path = path / f"{name}.json"
-    json_path.write_text(json.dumps(document, indent=2, default=_nan_safe) + "\n", encoding="utf-8")
+    json_path.write_text(json.dumps(_json_safe(document), indent=2, allow_nan=False) + "\n", encoding="utf-8")
     written = [f"wrote {json_path}"]
     try:
         import matplotlib
@@ -144,8 +144,15 @@ def write_outputs(out_dir: str, document: Dict[str, Any], name: str = "peers") -
     return written + [f"wrote {png_path}"]
 
 
-def _nan_safe(value: Any) -> Any:
-    return None
+def _json_safe(value: Any) -> Any:
+    """NaN and infinities (a number that could not be computed) as null: strict JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
 
 
 _PANELS = [
@@ -154,6 +161,7 @@ _PANELS = [
     ("drain_io", "jobs_per_s", "drain, 1 ms I/O handler, jobs/s"),
     ("latency", "p50_ms", "end-to-end latency p50 / p99, ms"),
     ("rate", "jobs_per_s", "SharQ case: jobs/s (% of gaps under the limit)"),
+    ("rate", "hot_gap_p50_ms", "SharQ case: busy tenants' median gap, ms (line: the limit)"),
 ]
 
 
@@ -163,8 +171,13 @@ def _chart(plt: Any, document: Dict[str, Any], png_path: Path) -> None:
     rows = {(r["peer"], r["workload"]): r for r in document["summary"]}
     peers = list(document["peers"])
     panels = [p for p in _PANELS if p[0] in document["workloads"]]
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 0.42 * len(peers) + 2.2), squeeze=False)
-    for ax, (workload, key, title) in zip(axes[0], panels):
+    columns = min(3, len(panels))
+    lines = (len(panels) + columns - 1) // columns
+    fig, axes = plt.subplots(lines, columns, figsize=(5.2 * columns, lines * (0.36 * len(peers) + 1.6) + 0.6), squeeze=False)
+    flat = [ax for line in axes for ax in line]
+    for ax in flat[len(panels):]:
+        ax.axis("off")
+    for ax, (workload, key, title) in zip(flat, panels):
         y = list(range(len(peers)))
         values, lows, highs, labels = [], [], [], []
         for peer in peers:
@@ -178,6 +191,8 @@ def _chart(plt: Any, document: Dict[str, Any], png_path: Path) -> None:
                 labels.append(_STATUS_CELL.get(row["status"], row["status"]) if row else "")
             elif workload == "latency":
                 labels.append(f"{row['p50_ms']:.1f} / {row['p99_ms']:.1f}")
+            elif key == "hot_gap_p50_ms":
+                labels.append(f"{v:,.0f} ms")
             elif workload == "rate":
                 labels.append(f"{v:,.0f} ({row['violation_pct']:.0f}%)")
             else:
@@ -188,6 +203,8 @@ def _chart(plt: Any, document: Dict[str, Any], png_path: Path) -> None:
             p99 = [rows[(p, workload)]["p99_ms"] if rows.get((p, workload), {}).get("status") == "ok" else math.nan for p in peers]
             ax.scatter(p99, y, marker="|", s=120, color="black", zorder=3, label="p99")
             ax.legend(fontsize=7, loc="lower right")
+        if key == "hot_gap_p50_ms":
+            ax.axvline(document["settings"]["interval_ms"], color="#2ca02c", linestyle="--", linewidth=1)
         ax.set_yticks(y)
         ax.set_yticklabels(peers, fontsize=8)
         ax.invert_yaxis()
@@ -201,8 +218,12 @@ def _chart(plt: Any, document: Dict[str, Any], png_path: Path) -> None:
                  if workload == "latency" and rows.get((p, workload), {}).get("status") == "ok"]
         if finite:
             ax.set_xlim(min(finite) / 2, max(finite + extra) * 8)
-        for yi, v, label in zip(y, values, labels):
-            ax.text(v * 1.15 if v > 0 else (min(finite) / 1.9 if finite else 1), yi, label, va="center", fontsize=7)
+        ends = [max(v, h + v) for v, h in zip(values, highs)]
+        if workload == "latency":  # the label goes after the p99 mark
+            ends = [max(e, rows[(p, workload)]["p99_ms"]) if rows.get((p, workload), {}).get("status") == "ok" else e
+                    for e, p in zip(ends, peers)]
+        for yi, v, label in zip(y, ends, labels):
+            ax.text(v * 1.2 if v > 0 else (min(finite) / 1.9 if finite else 1), yi, label, va="center", fontsize=7)
     m, s = document["machine"], document["settings"]
     fig.suptitle(f"sharq-fast compare --peers: {s['jobs']:,} jobs, medians of {s['repeat']} (bars: min-max); "
                  f"{m['cores']} cores ({m['cpu']}), redis-server {m['redis_server']}", fontsize=10)
