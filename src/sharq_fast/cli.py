@@ -368,7 +368,7 @@ def cmd_compare_peers(args: argparse.Namespace) -> int:
 
     if args.url or args.config:
         raise CliError("--peers runs on a private redis-server only (it flushes it between runs): drop --url/--config")
-    settings = command.settings_for(args.size, args.repeat, args.tenants, args.rate)
+    settings = command.settings_for(args.size, args.repeat, args.tenants, args.rate, args.budget)
     return command.run_command(args.peers, args.workloads, settings, args.out, _note)
 
 
@@ -562,6 +562,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="jobs per enqueue/drain run (default 100000; the latency run sends N/50, at most 2000)")
     peers.add_argument("--tenants", type=_positive_int, metavar="N", help="tenants of the rate-limit case (default 10000)")
     peers.add_argument("--rate", type=float, metavar="JOBS_PER_S", help="send rate of the latency run (default 200)")
+    peers.add_argument("--budget", type=float, metavar="SECONDS",
+                       help="time limit of one drain or rate run; slower peers are measured over the jobs done by then (default 90)")
     compare.set_defaults(func=cmd_compare)
 
     stats = sub.add_parser("stats", parents=[common], help="queue metrics (Client.metrics) as a table or JSON",

@@ -21,7 +21,9 @@ def parse_names(text: Optional[str], known: Sequence[str], what: str) -> List[st
     return [n for n in known if n in names]
 
 
-def settings_for(size: int, repeat: int, tenants: Optional[int] = None, rate: Optional[float] = None) -> runner.Settings:
+def settings_for(
+    size: int, repeat: int, tenants: Optional[int] = None, rate: Optional[float] = None, budget: Optional[float] = None
+) -> runner.Settings:
     """Workload sizes from --size (the drains' jobs): the latency run sends size/50 jobs
     (50 to 2,000); the SharQ case has --tenants tenants (default 10,000), 1% of them busy."""
     settings = runner.Settings(jobs=size, repeat=repeat)
@@ -32,6 +34,8 @@ def settings_for(size: int, repeat: int, tenants: Optional[int] = None, rate: Op
     settings.hot_tenants = max(1, settings.tenants // 100)
     if rate is not None:
         settings.rate = rate
+    if budget is not None:
+        settings.budget = budget
     return settings
 
 

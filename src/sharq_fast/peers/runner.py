@@ -168,8 +168,9 @@ def compare_peers(peers: Sequence[Peer], workloads: Sequence[str], settings: Set
                             try:
                                 record.update(status="ok", metrics=stats.metrics_for(w, answer, spec))
                                 log(f"[{rep + 1}/{settings.repeat}] {peer.name} {w}: {_describe(record['metrics'], w)}")
-                            except (KeyError, ValueError) as exc:
-                                record.update(status="error", error=f"bad answer: {exc}")
+                            except Exception as exc:  # one bad answer must not lose the whole comparison
+                                record.update(status="error", error=f"bad answer: {type(exc).__name__}: {exc}")
+                                log(f"[{rep + 1}/{settings.repeat}] {peer.name} {w}: ERROR {record['error']}")
                         runs.append(record)
                     shutil.rmtree(workdir, ignore_errors=True)
         conn.close()

@@ -123,10 +123,14 @@ class Recorder(object):
             self.write()
 
     def write(self):
-        data = {
-            "starts": self.starts, "sent": self.sent, "tenants": self.tenants, "warm": self.warm,
-            "last_end": self.last_end, "handled": self.ended, "expected": self.expect, "pid": os.getpid(),
-        }
+        # A copy taken under the lock: when the budget ends a run, other handlers are still
+        # appending (the lists must stay the same length).
+        with self.lock:
+            data = {
+                "starts": list(self.starts), "sent": list(self.sent), "tenants": list(self.tenants),
+                "warm": list(self.warm), "last_end": self.last_end, "handled": self.ended, "expected": self.expect,
+                "pid": os.getpid(),
+            }
         if self.path:
             tmp = self.path + ".tmp"
             with open(tmp, "w") as f:
