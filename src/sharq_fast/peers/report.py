@@ -45,8 +45,8 @@ _HEADERS = {
 }
 
 
-def format_table(document: Dict[str, Any]) -> str:
-    """One line per peer, one column group per workload (medians; ± half the spread)."""
+def table_cells(document: Dict[str, Any]) -> "tuple[List[str], List[List[str]]]":
+    """(headers, one row of cells per peer): medians; ± half the spread of the repetitions."""
     rows = {(r["peer"], r["workload"]): r for r in document["summary"]}
     workloads = [w for w in WORKLOADS if w in document["workloads"]]
     with_spread = document["settings"]["repeat"] > 1
@@ -57,6 +57,12 @@ def format_table(document: Dict[str, Any]) -> str:
         for w in workloads:
             cells += _cell(rows.get((peer, w)), w, with_spread)
         lines.append(cells)
+    return headers, lines
+
+
+def format_table(document: Dict[str, Any]) -> str:
+    """One line per peer, one column group per workload."""
+    headers, lines = table_cells(document)
     widths = [max(len(h), *(len(c[i]) for c in lines)) for i, h in enumerate(headers)]
 
     def fmt(cells: Sequence[str]) -> str:
@@ -67,19 +73,10 @@ def format_table(document: Dict[str, Any]) -> str:
 
 def markdown_table(document: Dict[str, Any]) -> str:
     """The same table in Markdown (for README.md and docs/benchmarks.md)."""
-    text = format_table(document).splitlines()
-    header = [c for c in _split(text[0])]
-    out = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
-    for line in text[2:]:
-        out.append("| " + " | ".join(_split(line, len(header))) + " |")
+    headers, lines = table_cells(document)
+    out = ["| " + " | ".join(headers) + " |", "|" + "|".join(["---"] + ["---:"] * (len(headers) - 1)) + "|"]
+    out += ["| " + " | ".join(cells) + " |" for cells in lines]
     return "\n".join(out)
-
-
-def _split(line: str, count: Optional[int] = None) -> List[str]:
-    parts = [p.strip() for p in line.split("  ") if p.strip()]
-    if count is not None and len(parts) < count:  # blank cells collapsed: rebuild from the fixed columns
-        parts += [""] * (count - len(parts))
-    return parts
 
 
 def notes(document: Dict[str, Any]) -> List[str]:
