@@ -21,7 +21,7 @@ WORKLOAD_TITLES: Dict[str, str] = {
     "rate": "SharQ case: 10,000 rate-limited tenants",
 }
 
-NO_RATE_LIMITER = "no rate limiter: not supported"
+NO_RATE_LIMITER = "no rate limiter"
 
 
 @dataclass(frozen=True)
@@ -66,11 +66,11 @@ PEERS: Dict[str, Peer] = {
         Peer("sharq", "sharq", "peer_sharq.py", ("sharq==1.3.0",), "sharq", concurrency=_c(1, 32)),
         Peer(
             "bullmq", "node", "peer_bullmq.cjs", ("bullmq@6.7.0", "ioredis@5.11.1"), concurrency=_c(50, 100),
-            unsupported={"rate": "per-group rate limits are BullMQ Pro only (the open-source limiter is per queue): not supported"},
+            unsupported={"rate": "per-group rate limits are BullMQ Pro only (the open-source limiter is per queue)"},
         ),
         Peer(
             "rq", "python", "peer_rq.py", ("rq==3.0.0", "hiredis"), "rq", concurrency=_c(1, 1),
-            unsupported={"rate": "RQ's RateLimit caps concurrency per key, not starts per interval: not supported"},
+            unsupported={"rate": "RQ's RateLimit caps concurrency per key, not starts per interval"},
         ),
         Peer("arq", "python", "peer_arq.py", ("arq==0.28.0", "hiredis"), "arq", concurrency=_c(10, 100),
              unsupported={"rate": NO_RATE_LIMITER}),
@@ -81,7 +81,7 @@ PEERS: Dict[str, Peer] = {
              concurrency=_c(8, 32)),
         Peer(
             "celery", "python", "peer_celery.py", ("celery[redis]==5.7.0", "hiredis"), "celery", concurrency=_c(8, 32),
-            unsupported={"rate": "Celery's rate_limit is per task type and worker, not per key: not supported"},
+            unsupported={"rate": "Celery's rate_limit is per task type and worker, not per key"},
         ),
         Peer("huey", "python", "peer_huey.py", ("huey==3.5.4", "redis", "hiredis"), "huey", concurrency=_c(8, 32)),
         Peer("taskiq", "python", "peer_taskiq.py", ("taskiq==0.13.0", "taskiq-redis==1.2.4", "hiredis"), "taskiq_redis",
