@@ -87,6 +87,49 @@ def test_summarize_medians_spread_and_errors() -> None:
     assert rows[("c", "rate")]["status"] == "not supported"
 
 
+def _drvlib(monkeypatch, tmp_path: Path, **env: str) -> Any:
+    """A fresh copy of the drivers' shared module with the worker environment `env`."""
+    import importlib.util
+
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    spec = importlib.util.spec_from_file_location("_drvlib_test", runner.DRIVERS / "_drvlib.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_recorder_writes_when_every_job_is_done(monkeypatch, tmp_path: Path) -> None:
+    result = tmp_path / "r.json"
+    lib = _drvlib(monkeypatch, tmp_path, SFB_RESULT=str(result), SFB_EXPECT="3")
+    rec = lib.Recorder()
+    for i in range(3):
+        assert not result.exists()
+        rec.handle(lib.payload(i, w=1 if i == 0 else 0, t=1.0, k="t1"))
+    data = json.loads(result.read_text())
+    assert data["handled"] == data["expected"] == 3 and data["warm"] == [1, 0, 0] and data["tenants"] == ["t1"] * 3
+    assert (tmp_path / "r.json.ready").exists() and data["last_end"] >= max(data["starts"])
+
+
+def test_recorder_stops_at_the_budget(monkeypatch, tmp_path: Path) -> None:
+    result = tmp_path / "r.json"
+    lib = _drvlib(monkeypatch, tmp_path, SFB_RESULT=str(result), SFB_EXPECT="100", SFB_DEADLINE="1")  # long past
+    rec = lib.Recorder()
+    rec.handle(lib.payload(0))
+    data = json.loads(result.read_text())
+    assert data["handled"] == 1 and data["expected"] == 100
+    assert stats.drain_metrics(data)["partial"] is True
+
+
+def test_rate_plan_is_tenant_by_tenant() -> None:
+    lib_path = runner.DRIVERS / "_drvlib.py"
+    namespace: Dict[str, Any] = {"__name__": "_drvlib_plan"}
+    exec(compile(lib_path.read_text(), str(lib_path), "exec"), namespace)
+    plan = namespace["rate_plan"]({"tenants": 3, "hot_tenants": 1, "hot_jobs": 3, "cold_jobs": 2})
+    assert [p["k"] for p in plan] == ["t0", "t0", "t0", "t1", "t1", "t2", "t2"]
+    assert [p["n"] for p in plan] == list(range(7))
+
+
 # -- runner, registry, command ------------------------------------------------------------------
 
 
