@@ -180,7 +180,11 @@ def _chart(plt: Any, document: Dict[str, Any], png_path: Path) -> None:
         for peer in peers:
             row = rows.get((peer, workload))
             ok = row is not None and row["status"] == "ok"
-            v = row[key] if ok else 0.0
+            v = row.get(key) if ok else 0.0
+            if v is None or (isinstance(v, float) and math.isnan(v)):  # not computable (e.g. no gap at all)
+                labels.append("-")
+                values.append(0.0), lows.append(0.0), highs.append(0.0)
+                continue
             values.append(v)
             lows.append(v - row.get("min", v) if ok and key == "jobs_per_s" else 0.0)
             highs.append(row.get("max", v) - v if ok and key == "jobs_per_s" else 0.0)
@@ -191,9 +195,9 @@ def _chart(plt: Any, document: Dict[str, Any], png_path: Path) -> None:
             elif key == "hot_gap_p50_ms":
                 labels.append(f"{v:,.0f} ms")
             elif workload == "rate":
-                labels.append(f"{v:,.0f} ({row['violation_pct']:.0f}%)")
+                labels.append(f"{v:,.0f}{'*' if row.get('partial') else ''} ({row['violation_pct']:.0f}%)")
             else:
-                labels.append(f"{v:,.0f}")
+                labels.append(f"{v:,.0f}{'*' if row.get('partial') else ''}")
         colors = ["#1f77b4" if p == "sharq_fast" else "#d62728" if p == "sharq" else "#7f7f7f" for p in peers]
         ax.barh(y, [v if v > 0 else math.nan for v in values], xerr=[lows, highs], color=colors, capsize=2)
         if workload == "latency":
@@ -222,7 +226,8 @@ def _chart(plt: Any, document: Dict[str, Any], png_path: Path) -> None:
         for yi, v, label in zip(y, ends, labels):
             ax.text(v * 1.2 if v > 0 else (min(finite) / 1.9 if finite else 1), yi, label, va="center", fontsize=7)
     m, s = document["machine"], document["settings"]
-    fig.suptitle(f"sharq-fast compare --peers: {s['jobs']:,} jobs, medians of {s['repeat']} (bars: min-max); "
+    budget = f"; *: stopped by the {s['budget']:g} s budget" if any(r.get("partial") for r in document["summary"]) else ""
+    fig.suptitle(f"sharq-fast compare --peers: {s['jobs']:,} jobs, medians of {s['repeat']} (bars: min-max){budget}; "
                  f"{m['cores']} cores ({m['cpu']}), redis-server {m['redis_server']}", fontsize=10)
     fig.tight_layout()
     fig.savefig(png_path, dpi=100)
