@@ -94,6 +94,8 @@ def test_wheel_from_sdist_contents(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {f"sharq_fast/lua/{name}" for name in LUA} <= names
     assert {"sharq_fast/py.typed", "sharq_fast/_core_c.pyi", "sharq_fast/_core_py.py"} <= names
+    # compare --peers: its drivers, the Node one included.
+    assert {"sharq_fast/peers/runner.py", "sharq_fast/peers/drivers/_drvlib.py", "sharq_fast/peers/drivers/peer_bullmq.cjs"} <= names
     assert [n for n in names if n.startswith("sharq_fast/_core_c.") and n.endswith((".so", ".pyd"))]
     assert not [n for n in names if n.endswith((".pyx", ".c"))]
     assert "-py3-none-any" not in wheel.name

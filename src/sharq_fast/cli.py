@@ -2,6 +2,7 @@
 
     sharq-fast bench   [--url URL | --config sharq.conf] [--n N] [--queues Q] [--out DIR]
     sharq-fast compare [--url URL | --config sharq.conf] [--repeat R] [--out DIR]
+    sharq-fast compare --peers [LIST] [--workloads LIST] [--size N] [--repeat R] [--out DIR]
     sharq-fast stats   [QUEUE_TYPE [QUEUE_ID]] [--json]
     sharq-fast requeue [--loop]
     sharq-fast serve   [--host H --port P --workers N] [--auth-token T | --basic-auth U:P]
@@ -325,6 +326,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from . import _bench, _peer
 
+    if args.peers is not None:
+        return cmd_compare_peers(args)
     cores = _cores(args)
     peer_python = None
     versions: Dict[str, Any] = {}
@@ -402,6 +405,15 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
         shutil.rmtree(conf_dir, ignore_errors=True)
     return 0
+
+
+def cmd_compare_peers(args: argparse.Namespace) -> int:
+    from .peers import command
+
+    if args.url or args.config:
+        raise CliError("--peers runs on a private redis-server only (it flushes it between runs): drop --url/--config")
+    settings = command.settings_for(args.size, args.repeat, args.tenants, args.rate, args.budget)
+    return command.run_command(args.peers, args.workloads, settings, args.out, _note)
 
 
 # -- stats ----------------------------------------------------------------------------------
@@ -638,6 +650,18 @@ def build_parser() -> argparse.ArgumentParser:
                          help="time limit of one sharq 1.3.0 scaling measurement (default 60)")
     compare.add_argument("--no-peer", action="store_true", help="skip sharq 1.3.0")
     compare.add_argument("--no-baseline", action="store_true", help="skip the redis-py baseline")
+    peers = compare.add_argument_group(
+        "other queue systems", "--peers compares sharq_fast with other queues instead (each in an environment of its "
+        "own, cached in ~/.cache/sharq-fast/peers; docs/benchmarks.md): bulk enqueue, drains, latency, rate limits")
+    peers.add_argument("--peers", nargs="?", const="all", metavar="LIST",
+                       help="comma list of sharq,bullmq,rq,arq,saq,dramatiq,celery,huey,taskiq (no list: all)")
+    peers.add_argument("--workloads", metavar="LIST", help="comma list of enqueue,drain,drain_io,latency,rate (default: all)")
+    peers.add_argument("--size", type=_positive_int, default=100_000, metavar="N",
+                       help="jobs per enqueue/drain run (default 100000; the latency run sends N/50, at most 2000)")
+    peers.add_argument("--tenants", type=_positive_int, metavar="N", help="tenants of the rate-limit case (default 10000)")
+    peers.add_argument("--rate", type=float, metavar="JOBS_PER_S", help="send rate of the latency run (default 200)")
+    peers.add_argument("--budget", type=float, metavar="SECONDS",
+                       help="time limit of one drain or rate run; slower peers are measured over the jobs done by then (default 90)")
     compare.set_defaults(func=cmd_compare)
 
     stats = sub.add_parser("stats", parents=[common], help="queue metrics (Client.metrics) as a table or JSON",
