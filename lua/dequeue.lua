@@ -16,17 +16,21 @@
 -- ARGV[1]  now (ms epoch)
 -- ARGV[2]  job_expire_interval (ms)
 -- ARGV[3]  count
+-- ARGV[4]  (optional) 1: also tell the length of the first job's queue (see below)
 --
 -- Returns a flat array: the lowest score left in the ready set (the time at which the
 -- next queue becomes ready; -1 when none is left), the jobs' lease expiry (their score in
 -- the active set, now + job_expire_interval), then queue_id, job_id, payload,
--- requeues_remaining per job.
+-- requeues_remaining per job. With ARGV[4] = 1, the number of jobs left in the queue of
+-- the first job right after the call (0 when no job was taken) comes before the jobs:
+-- sharq-server answers a dequeue with that length, and this saves it a second round trip.
 
 local prefix = KEYS[2]
 local queue_type = KEYS[3]
 local now = tonumber(ARGV[1])
 local expire_interval = tonumber(ARGV[2])
 local count = tonumber(ARGV[3])
+local with_length = NARGS >= 4 and ARGV[4] == '1'
 
 local ready_key = prefix .. ':' .. queue_type
 local active_key = ready_key .. ':active'
@@ -61,6 +65,10 @@ end
 
 local expires_at = now + expire_interval
 local result = {-1, expires_at}
+if with_length then
+   result[3] = 0
+end
+local first_queue = nil  -- the queue of the first job taken
 local active = {}      -- score, member pairs for one ZADD at the end
 local queues = {}      -- queue_id -> what this call knows of that queue
 local queue_order = {}
@@ -146,6 +154,9 @@ while dequeued < count and orphans < max_orphans do
       end
    end
    q.dequeued = q.dequeued + delivered
+   if delivered > 0 and not first_queue then
+      first_queue = q
+   end
    dequeued = dequeued + delivered
 
    if q.length <= 0 then
@@ -175,6 +186,9 @@ if dequeued > 0 then
    end
 end
 
+if with_length and first_queue then
+   result[3] = math.max(first_queue.length, 0)
+end
 local head = redis.call('ZRANGE', ready_key, 0, 0, 'WITHSCORES')
 if head[2] then
    result[1] = tonumber(head[2])

@@ -183,18 +183,23 @@ def dequeue_many(s: Settings, queue_type: Any, count: Any, timeout: Any) -> Op[L
     ready time, a wake-up from an enqueue, or wait_poll_interval, whichever comes first."""
     queue_type_arg(queue_type)
     int_arg(count, "count", 1, C.MAX_DEQUEUE_COUNT)
+    jobs, _ = yield from _waiting_dequeue(s, queue_type, count, timeout, False)
+    return jobs
+
+
+def _waiting_dequeue(s: Settings, queue_type: str, count: int, timeout: Any, with_length: bool) -> Op[Tuple[List[Job], int]]:
     timeout = seconds(timeout, "timeout", allow_none=True)
     deadline = None if timeout is None else time.monotonic() + timeout
     channel = wake_channel(s, queue_type)
     seen = (yield Watch(channel)) if timeout else 0
     while True:
         now = s.clock()
-        jobs, next_ready = yield from _dequeue_round(s, queue_type, count, now)
+        jobs, next_ready, length = yield from _dequeue_round(s, queue_type, count, now, with_length)
         if jobs or deadline is None:
-            return jobs
+            return jobs, length
         left = deadline - time.monotonic()
         if left <= 0:
-            return jobs
+            return jobs, length
         pause = min(left, s.wait_poll_interval)
         if next_ready >= 0:
             # A queue is rate-limited until next_ready (or was ready and gave nothing:
@@ -203,10 +208,17 @@ def dequeue_many(s: Settings, queue_type: Any, count: Any, timeout: Any) -> Op[L
         seen = yield Wait(channel, seen, pause)
 
 
-def _dequeue_round(s: Settings, queue_type: str, count: int, now: int) -> Op[Tuple[List[Job], int]]:
+def _dequeue_round(
+    s: Settings, queue_type: str, count: int, now: int, with_length: bool = False
+) -> Op[Tuple[List[Job], int, int]]:
+    """(jobs, next_ready, length): with `with_length`, the first call of the round also
+    tells the length of the first job's queue after it (dequeue.lua's ARGV[4]), else 0."""
     keys = (s.key_prefix, queue_type)
     calls = [
-        replied_evalsha(s, "dequeue", keys, (now, s.job_expire_interval, min(C.MAX_DEQUEUE_PER_CALL, count - done)))
+        replied_evalsha(
+            s, "dequeue", keys,
+            (now, s.job_expire_interval, min(C.MAX_DEQUEUE_PER_CALL, count - done), *((1,) if with_length and not done else ())),
+        )
         for done in range(0, count, C.MAX_DEQUEUE_PER_CALL)
     ]
     try:
@@ -219,10 +231,14 @@ def _dequeue_round(s: Settings, queue_type: str, count: int, now: int) -> Op[Tup
     s.tokens.read([token for _, token in calls])
     jobs: List[Job] = []
     next_ready = -1
+    length = 0
     error = None
-    for reply in replies:
+    for i, reply in enumerate(replies):
         if isinstance(reply, ResponseError):
             error = error or reply
+        elif with_length and i == 0:
+            next_ready, length = reply[0], reply[2]
+            jobs.extend(_core.core.parse_jobs(reply, queue_type, 3, reply[1]))
         else:
             next_ready = reply[0]
             jobs.extend(_core.core.parse_jobs(reply, queue_type, 2, reply[1]))
@@ -232,13 +248,22 @@ def _dequeue_round(s: Settings, queue_type: str, count: int, now: int) -> Op[Tup
             done=len(jobs),
             jobs=jobs,
         )
-    return jobs, next_ready
+    return jobs, next_ready, length
 
 
 def dequeue(s: Settings, queue_type: Any, timeout: Any) -> Op[Optional[Job]]:
     """The next job of the ready queue of `queue_type` that is due first, or None."""
     jobs = yield from dequeue_many(s, queue_type, 1, timeout)
     return jobs[0] if jobs else None
+
+
+def dequeue_with_length(s: Settings, queue_type: Any, timeout: Any) -> Op[Tuple[Optional[Job], int]]:
+    """dequeue(), and how many jobs are left in the job's queue right after it (0 when no
+    job came), in the same script call: sharq-server's answer to a dequeue, in one round
+    trip instead of dequeue + LLEN."""
+    queue_type_arg(queue_type)
+    jobs, length = yield from _waiting_dequeue(s, queue_type, 1, timeout, True)
+    return (jobs[0] if jobs else None), length
 
 
 # -- finish, extend, release ------------------------------------------------------------

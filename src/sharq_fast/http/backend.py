@@ -2,13 +2,20 @@
 
 The app talks to Redis only through an object with AsyncClient's interface (coroutines
 enqueue, dequeue(timeout=), finish, interval, metrics, clear_queue, queue_length,
-deep_status, enqueue_many, dequeue_many(timeout=), finish_many; start_requeuer(); close()).
+deep_status, enqueue_many, dequeue_many(timeout=), finish_many; start_requeuer(); close()),
+plus, where the client has it, ``length_dequeuer`` below.
 """
 
-from typing import Any, Dict
+from typing import Any, Awaitable, Callable, Dict, Optional, Tuple
 
+from .. import _ops
+from .._transport_aio import AsyncTransport
 from ..aio import AsyncClient
+from ..types import Job
 from .settings import ServerSettings
+
+#: dequeue(queue_type, timeout) -> (job or None, length of the job's queue after it).
+LengthDequeue = Callable[[str, Optional[float]], Awaitable[Tuple[Optional[Job], int]]]
 
 
 def make_client(settings: ServerSettings) -> Any:
@@ -21,3 +28,19 @@ def make_client(settings: ServerSettings) -> Any:
     if settings.config:
         return AsyncClient.from_config(settings.config, **overrides)
     return AsyncClient(settings.url or "redis://127.0.0.1:6379/0", **overrides)
+
+
+def length_dequeuer(client: Any) -> Optional[LengthDequeue]:
+    """For an AsyncClient on one Redis node: a coroutine function that dequeues a job and
+    tells the length of its queue after it in ONE script call (sharq-server's dequeue
+    answer; ``_ops.dequeue_with_length``). None for any other client: the app then reads
+    the length with a second call, ``queue_length``."""
+    transport = getattr(client, "_transport", None)
+    if type(transport) is not AsyncTransport:
+        return None
+    settings = client.settings
+
+    def dequeue(queue_type: str, timeout: Optional[float] = None) -> Awaitable[Tuple[Optional[Job], int]]:
+        return transport.run(_ops.dequeue_with_length(settings, queue_type, timeout))
+
+    return dequeue

@@ -22,7 +22,7 @@ from . import _wire as w
 from . import prometheus
 from ._router import Route, Router
 from .auth import Authenticator
-from .backend import make_client
+from .backend import length_dequeuer, make_client
 from .batch import BatchRoutes
 from .routes import SharqRoutes
 from .settings import ServerSettings
@@ -47,6 +47,7 @@ class SharqHTTP:
     def __init__(self, settings: ServerSettings, client: Any = None) -> None:
         self.settings = settings
         self.client: Any = client
+        self._length_dequeue = length_dequeuer(client) or self._dequeue_then_length
         self._owns_client = client is None
         self.stopping = False
         self.stats = prometheus.Stats()
@@ -105,6 +106,7 @@ class SharqHTTP:
         """Make the client, start the requeuer, and watch for SIGINT/SIGTERM."""
         if self.client is None:
             self.client = make_client(self.settings)
+            self._length_dequeue = length_dequeuer(self.client) or self._dequeue_then_length
         if self.settings.requeuer and self._owns_client:
             started = self.client.start_requeuer()
             if inspect.isawaitable(started):  # whichever way AsyncClient's requeuer starts
@@ -219,18 +221,34 @@ class SharqHTTP:
         args = w.query_params(query) if args is None else args
         return w.number_param(args, "wait", low=0, high=self.settings.max_wait) or 0.0
 
-    async def dequeue_waiting(self, queue_type: str, wait: float) -> Any:
-        """client.dequeue, waiting up to `wait` seconds for a job (in WAIT_SLICE slices)."""
-        client = self.client
+    async def dequeue_waiting(self, queue_type: str, wait: float) -> Tuple[Any, int]:
+        """(job or None, the length of its queue after the dequeue), waiting up to `wait`
+        seconds for a job (in WAIT_SLICE slices)."""
+        length_dequeue = self._length_dequeue
         if not wait:
-            return await client.dequeue(queue_type)
+            return await length_dequeue(queue_type, None)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
         while True:
             remaining = deadline - loop.time()
-            job = await client.dequeue(queue_type, timeout=min(remaining, WAIT_SLICE)) if remaining > 0 else None
+            if remaining <= 0:
+                return None, 0
+            job, length = await length_dequeue(queue_type, min(remaining, WAIT_SLICE))
             if job is not None or remaining <= WAIT_SLICE or self.stopping:
-                return job
+                return job, length
+
+    async def _dequeue_then_length(self, queue_type: str, timeout: Optional[float] = None) -> Tuple[Any, int]:
+        """length_dequeuer's answer from a client without it: dequeue, then queue_length
+        (as sharq-server reads it)."""
+        job = await self.client.dequeue(queue_type, timeout=timeout)
+        if job is None:
+            return None, 0
+        try:
+            length = await self.client.queue_length(queue_type, job.queue_id)
+        except Exception as exc:  # the job is taken: deliver it (sharq-server answers 0 too)
+            log.warning("dequeue: could not read the length of %s/%s: %s", queue_type, job.queue_id, exc)
+            length = 0
+        return job, length
 
     async def dequeue_many_waiting(self, queue_type: str, count: int, wait: float) -> List[Any]:
         """client.dequeue_many, waiting up to `wait` seconds for at least one job."""
