@@ -191,6 +191,31 @@ def test_long_poll_gets_a_job_enqueued_while_waiting(http: httpx.Client, server:
     assert 0.3 < took < 2.5
 
 
+def test_long_poll_is_woken_by_the_enqueue_not_by_polling(http: httpx.Client, server: ServeProcess) -> None:
+    """A waiting dequeue is woken by the enqueue's pub/sub message, not by its next look at
+    Redis (every second): its answer follows the enqueue's by milliseconds."""
+    delays: List[float] = []
+    with httpx.Client(base_url=server.url, timeout=20) as poller:
+        poller.get("/")
+        for i in range(5):
+            answer: Any = {}
+
+            def poll() -> None:
+                answer["response"] = poller.get("/dequeue/wake/?wait=10")
+                answer["at"] = time.monotonic()
+
+            thread = threading.Thread(target=poll)
+            thread.start()
+            time.sleep(0.3 + 0.1 * i)  # at different points of the one-second poll cycle
+            enqueue(http, "wake", "q1", f"j{i}")
+            enqueued = time.monotonic()
+            thread.join(15)
+            assert answer["response"].status_code == 200
+            delays.append(answer["at"] - enqueued)
+            assert http.post(f"/finish/wake/q1/j{i}/").status_code == 200
+    assert sorted(delays)[2] < 0.2, delays  # polling would make the median 0.3-0.7 s
+
+
 def test_long_poll_times_out_with_404(http: httpx.Client) -> None:
     started = time.monotonic()
     response = http.get("/dequeue/lp/?wait=0.6")

@@ -7,7 +7,6 @@ below Redis's. It talks to Redis only through the client ``backend.make_client``
 """
 
 import asyncio
-import inspect
 import logging
 import signal
 import threading
@@ -108,15 +107,17 @@ class SharqHTTP:
             self.client = make_client(self.settings)
             self._length_dequeue = length_dequeuer(self.client) or self._dequeue_then_length
         if self.settings.requeuer and self._owns_client:
-            started = self.client.start_requeuer()
-            if inspect.isawaitable(started):  # whichever way AsyncClient's requeuer starts
-                await started
+            # AsyncClient's requeuer: a task of this loop that requeues while this process
+            # holds the key prefix's lock (one worker at a time, across processes).
+            self.client.start_requeuer()
         self._watch_signals()
 
     async def shutdown(self) -> None:
-        """Stop the requeuer and close the client (when this app made it)."""
+        """Stop the requeuer (releasing its lock) and close the client (when this app made
+        it)."""
         self.stopping = True
         if self._owns_client and self.client is not None:
+            await self.client.stop_requeuer()
             await self.client.close()
             self.client = None
 
