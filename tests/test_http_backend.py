@@ -32,7 +32,8 @@ def test_length_is_that_of_the_jobs_queue_right_after(client: Any) -> None:
         assert job.expires_at > 0 and client.finish_many([job]) == [True]  # a real lease
         seen.append((job.queue_id, job.job_id, job.payload, job.requeues_remaining, length))
     assert sorted(seen) == [
-        ("a", "a0", {"i": 0}, -1, 2), ("a", "a1", {"i": 1}, -1, 1), ("a", "a2", {"i": 2}, -1, 0), ("b", "b0", "x", 2, 0),
+        ("a", "a0", {"i": 0}, -1, 2), ("a", "a1", {"i": 1}, -1, 1), ("a", "a2", {"i": 2}, -1, 0),
+        ("b", "b0", "x", 2, 0),
     ]
 
 
