@@ -15,7 +15,6 @@ import asyncio
 from collections import deque
 from typing import Any, Deque, List, Optional
 
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 
 from ._ops_queues import load_scripts
@@ -24,30 +23,6 @@ from ._rounds import Collect, Draw, Op, Round, Send, T, Wait, Watch
 from ._settings import Settings
 from ._waker import AsyncWaker
 from .exceptions import BadArgumentException, ClientClosedError
-
-
-try:  # the marker redis-py's hiredis parser gives its reader for "no whole reply yet"
-    from redis._parsers.hiredis import NOT_ENOUGH_DATA as _NO_REPLY
-except ImportError:  # pragma: no cover - another redis-py layout: no fast path
-    _NO_REPLY = object()
-
-
-def _buffered_reply(conn: Any) -> Any:
-    """The next reply if it is already read and parsed (in the hiredis reader of `conn`),
-    else _NO_REPLY. After one socket read brings the replies of a whole batch, this takes
-    them without redis-py's per-reply wrapping (a timeout context, checks), which cost as
-    much as the rest of a small call. Only for RESP2 (no push messages); an error reply
-    comes back as its exception object, as read_response would raise it."""
-    parser = conn._parser
-    reader = getattr(parser, "_reader", None)
-    if reader is None or not getattr(parser, "_connected", False) or getattr(conn, "protocol", 2) not in (2, "2", None):
-        return _NO_REPLY
-    reply = reader.gets(False)
-    if isinstance(reply, RedisConnectionError):  # e.g. LOADING: raised, as redis-py does
-        raise reply
-    if type(reply) is list and reply and isinstance(reply[0], RedisConnectionError):
-        raise reply[0]
-    return reply
 
 
 class _Lost(Exception):
@@ -128,13 +103,10 @@ class _Pipeline:
                 entry = in_flight[0]
                 replies = entry.replies
                 while len(replies) < len(entry.commands):
-                    reply = _buffered_reply(conn)
-                    if reply is _NO_REPLY:
-                        try:
-                            reply = await conn.read_response(disable_decoding=True)
-                        except ResponseError as exc:
-                            reply = exc
-                    replies.append(reply)
+                    try:
+                        replies.append(await conn.read_response(disable_decoding=True))
+                    except ResponseError as exc:
+                        replies.append(exc)
                 in_flight.popleft()
                 if not entry.future.done():  # a cancelled caller's replies are dropped
                     entry.future.set_result(replies)
