@@ -68,7 +68,6 @@ local result = {-1, expires_at}
 if with_length then
    result[3] = 0
 end
-local first_queue = nil  -- the queue of the first job taken
 local active = {}      -- score, member pairs for one ZADD at the end
 local queues = {}      -- queue_id -> what this call knows of that queue
 local queue_order = {}
@@ -154,9 +153,6 @@ while dequeued < count and orphans < max_orphans do
       end
    end
    q.dequeued = q.dequeued + delivered
-   if delivered > 0 and not first_queue then
-      first_queue = q
-   end
    dequeued = dequeued + delivered
 
    if q.length <= 0 then
@@ -186,8 +182,8 @@ if dequeued > 0 then
    end
 end
 
-if with_length and first_queue then
-   result[3] = math.max(first_queue.length, 0)
+if with_length and result[4] then
+   result[3] = redis.call('LLEN', ready_key .. ':' .. result[4])  -- the first job's queue
 end
 local head = redis.call('ZRANGE', ready_key, 0, 0, 'WITHSCORES')
 if head[2] then
