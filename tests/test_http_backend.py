@@ -1,4 +1,4 @@
-"""The server's one-call dequeue: ``_ops.dequeue_with_length`` (dequeue.lua's optional
+"""The server's one-call dequeue: ``http.backend.dequeue_with_length`` (dequeue.lua's optional
 ARGV[4]) on both transports and cores, and the app's answer with a client that lacks it
 (dequeue, then queue_length), which must be the same."""
 
@@ -8,14 +8,14 @@ from typing import Any, Dict, List, Optional, Tuple
 import msgspec
 import redis
 
-from sharq_fast import AsyncClient, _ops
-from sharq_fast.http.backend import length_dequeuer
+from sharq_fast import AsyncClient
+from sharq_fast.http.backend import dequeue_with_length as length_op, length_dequeuer
 from sharq_fast.http.server import SharqHTTP
 from sharq_fast.http.settings import ServerSettings
 
 
 def dequeue_with_length(client: Any, queue_type: str = "t", timeout: Optional[float] = None) -> Tuple[Any, int]:
-    return client._run(_ops.dequeue_with_length(client.settings, queue_type, timeout))
+    return client._run(length_op(client.settings, queue_type, timeout))
 
 
 def test_length_is_that_of_the_jobs_queue_right_after(client: Any) -> None:

@@ -7,7 +7,7 @@ Queue-level operations (requeue, metrics, clear_queue, ...) are in ``_ops_queues
 
 import time
 from itertools import islice
-from typing import Any, Callable, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Iterable, List, Optional, Sequence, Tuple
 
 from redis.exceptions import ResponseError
 
@@ -183,21 +183,13 @@ def dequeue_many(s: Settings, queue_type: Any, count: Any, timeout: Any) -> Op[L
     ready time, a wake-up from an enqueue, or wait_poll_interval, whichever comes first."""
     queue_type_arg(queue_type)
     int_arg(count, "count", 1, C.MAX_DEQUEUE_COUNT)
-    return (yield from _waiting(s, queue_type, timeout, lambda now: _dequeue_round(s, queue_type, count, now)))
-
-
-def _waiting(
-    s: Settings, queue_type: str, timeout: Any, take: Callable[[int], Op[Tuple[List[Job], int]]]
-) -> Op[List[Job]]:
-    """Rounds of `take(now)` -> (jobs, next_ready) until one gives jobs; with a timeout,
-    waiting between them for a wake-up, the next ready time or the poll interval."""
     timeout = seconds(timeout, "timeout", allow_none=True)
     deadline = None if timeout is None else time.monotonic() + timeout
     channel = wake_channel(s, queue_type)
     seen = (yield Watch(channel)) if timeout else 0
     while True:
         now = s.clock()
-        jobs, next_ready = yield from take(now)
+        jobs, next_ready = yield from _dequeue_round(s, queue_type, count, now)
         if jobs or deadline is None:
             return jobs
         left = deadline - time.monotonic()
@@ -212,21 +204,11 @@ def _waiting(
 
 
 def _dequeue_round(s: Settings, queue_type: str, count: int, now: int) -> Op[Tuple[List[Job], int]]:
-    jobs, next_ready, _ = yield from _dequeue_calls(s, queue_type, count, now, False)
-    return jobs, next_ready
-
-
-def _dequeue_calls(
-    s: Settings, queue_type: str, count: int, now: int, with_length: bool
-) -> Op[Tuple[List[Job], int, int]]:
-    """(jobs, next_ready, length) of one round of dequeue calls: with `with_length`, the
-    first call also tells the length of the first job's queue after it (dequeue.lua's
-    ARGV[4]); else length is 0."""
     keys = (s.key_prefix, queue_type)
-    calls = []
-    for done in range(0, count, C.MAX_DEQUEUE_PER_CALL):
-        args: Tuple[Any, ...] = (now, s.job_expire_interval, min(C.MAX_DEQUEUE_PER_CALL, count - done))
-        calls.append(replied_evalsha(s, "dequeue", keys, args + (1,) if with_length and not done else args))
+    calls = [
+        replied_evalsha(s, "dequeue", keys, (now, s.job_expire_interval, min(C.MAX_DEQUEUE_PER_CALL, count - done)))
+        for done in range(0, count, C.MAX_DEQUEUE_PER_CALL)
+    ]
     try:
         replies = yield Round([command for command, _ in calls])
     except OutcomeUnknownError as exc:
@@ -237,14 +219,10 @@ def _dequeue_calls(
     s.tokens.read([token for _, token in calls])
     jobs: List[Job] = []
     next_ready = -1
-    length = 0
     error = None
-    for i, reply in enumerate(replies):
+    for reply in replies:
         if isinstance(reply, ResponseError):
             error = error or reply
-        elif with_length and i == 0:
-            next_ready, length = reply[0], reply[2]
-            jobs.extend(_core.core.parse_jobs(reply, queue_type, 3, reply[1]))
         else:
             next_ready = reply[0]
             jobs.extend(_core.core.parse_jobs(reply, queue_type, 2, reply[1]))
@@ -254,29 +232,13 @@ def _dequeue_calls(
             done=len(jobs),
             jobs=jobs,
         )
-    return jobs, next_ready, length
+    return jobs, next_ready
 
 
 def dequeue(s: Settings, queue_type: Any, timeout: Any) -> Op[Optional[Job]]:
     """The next job of the ready queue of `queue_type` that is due first, or None."""
     jobs = yield from dequeue_many(s, queue_type, 1, timeout)
     return jobs[0] if jobs else None
-
-
-def dequeue_with_length(s: Settings, queue_type: Any, timeout: Any) -> Op[Tuple[Optional[Job], int]]:
-    """dequeue(), and how many jobs are left in the job's queue right after it (0 when no
-    job came), in the same script call: sharq-server's answer to a dequeue, in one round
-    trip instead of dequeue + LLEN."""
-    queue_type_arg(queue_type)
-    length = 0
-
-    def take(now: int) -> Op[Tuple[List[Job], int]]:
-        nonlocal length
-        jobs, next_ready, length = yield from _dequeue_calls(s, queue_type, 1, now, True)
-        return jobs, next_ready
-
-    jobs = yield from _waiting(s, queue_type, timeout, take)
-    return (jobs[0] if jobs else None), length
 
 
 # -- finish, extend, release ------------------------------------------------------------
