@@ -71,6 +71,8 @@ class SharqHTTP:
         add("batch_enqueue", "/batch/enqueue/", {"POST": batch.enqueue}, reads_body=True)
         add("batch_dequeue", "/batch/dequeue/{queue_type}/", {"GET": batch.dequeue, "POST": batch.dequeue})
         add("batch_finish", "/batch/finish/", {"POST": batch.finish}, reads_body=True)
+        add("batch_extend", "/batch/extend/", {"POST": batch.extend}, reads_body=True)
+        add("batch_release", "/batch/release/", {"POST": batch.release}, reads_body=True)
         add("prometheus", "/prometheus/", {"GET": self._prometheus, "HEAD": self._prometheus})
         return router
 
