@@ -53,6 +53,9 @@ class HTTPResult(msgspec.Struct, kw_only=True):
     redis_cpu: float
     loadgen_cpu: float
     rep: int = 0
+    #: The machine's 1-minute load average at the end of the phase (other work on it
+    #: takes CPU from the servers: it explains runs that differ).
+    load_average: Optional[float] = None
 
     @property
     def requests_per_s(self) -> float:
@@ -98,13 +101,15 @@ def process_tree_cpu(pid: int) -> Optional[float]:
 
 
 class _Snapshot:
-    """Wall clock, server CPU, Redis CPU and this process's CPU at one instant."""
+    """Wall clock, server CPU, Redis CPU, this process's CPU and the load average at one
+    instant."""
 
     def __init__(self, server_pid: int, redis_conn: Any) -> None:
         self.wall = time.perf_counter()
         self.server = process_tree_cpu(server_pid)
         self.redis = server_cpu(redis_conn)
         self.cpu = time.process_time()
+        self.load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
 
 
 Mark = Callable[[], None]
@@ -237,6 +242,7 @@ def run_workload(
             requests=phase["requests"], seconds=seconds,
             server_cpu=None if after.server is None or before.server is None else after.server - before.server,
             redis_cpu=after.redis - before.redis, loadgen_cpu=(after.cpu - before.cpu) / seconds, rep=rep,
+            load_average=after.load,
         ))
     return results
 
@@ -447,6 +453,10 @@ def report(results: Sequence[HTTPResult], settings: Dict[str, Any], redis_info: 
     ]
     if settings.get("repeat", 1) > 1:
         lines.append(f"(medians of {settings['repeat']} repetitions)")
+    loads = [r.load_average for r in results if r.load_average is not None]
+    if loads:
+        lines.append(f"machine load average during the runs: {min(loads):.1f} to {max(loads):.1f} "
+                     f"({os.cpu_count()} CPUs; above that, other work took CPU from the servers)")
     if out:
         os.makedirs(out, exist_ok=True)
         document = {
