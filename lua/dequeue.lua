@@ -16,18 +16,22 @@
 -- ARGV[1]  now (ms epoch)
 -- ARGV[2]  job_expire_interval (ms)
 -- ARGV[3]  count
+-- ARGV[4]  (optional) 1: also tell the length of the first job's queue (see below)
 --
 -- Returns a flat array: when no job was dequeued, the lowest score left in the ready set
 -- (the time at which the next queue becomes ready; else, or when none is left, -1), the
 -- jobs' lease expiry (their score in
 -- the active set, now + job_expire_interval), then queue_id, job_id, payload,
--- requeues_remaining per job.
+-- requeues_remaining per job. With ARGV[4] = 1, the number of jobs left in the queue of
+-- the first job right after the call (0 when no job was taken) comes before the jobs:
+-- sharq-server answers a dequeue with that length, and this saves it a second round trip.
 
 local prefix = KEYS[2]
 local queue_type = KEYS[3]
 local now = tonumber(ARGV[1])
 local expire_interval = tonumber(ARGV[2])
 local count = tonumber(ARGV[3])
+local with_length = NARGS >= 4 and ARGV[4] == '1'
 
 local ready_key = prefix .. ':' .. queue_type
 local active_key = ready_key .. ':active'
@@ -63,6 +67,9 @@ end
 
 local expires_at = now + expire_interval
 local result = {-1, expires_at}
+if with_length then
+   result[3] = 0
+end
 local active = {}      -- score, member pairs for one ZADD at the end
 local queues = {}      -- queue_id -> what this call knows of that queue
 local queue_order = {}
@@ -180,6 +187,9 @@ if dequeued > 0 then
    end
 end
 
+if with_length and result[4] then
+   result[3] = redis.call('LLEN', ready_key .. ':' .. result[4])  -- the first job's queue
+end
 if dequeued == 0 then
    -- For a caller that waits: when the next queue becomes ready.
    local head = redis.call('ZRANGE', ready_key, 0, 0, 'WITHSCORES')

@@ -191,6 +191,31 @@ def test_long_poll_gets_a_job_enqueued_while_waiting(http: httpx.Client, server:
     assert 0.3 < took < 2.5
 
 
+def test_long_poll_is_woken_by_the_enqueue_not_by_polling(http: httpx.Client, server: ServeProcess) -> None:
+    """A waiting dequeue is woken by the enqueue's pub/sub message, not by its next look at
+    Redis (every second): its answer follows the enqueue's by milliseconds."""
+    delays: List[float] = []
+    with httpx.Client(base_url=server.url, timeout=20) as poller:
+        poller.get("/")
+        for i in range(5):
+            answer: Any = {}
+
+            def poll() -> None:
+                answer["response"] = poller.get("/dequeue/wake/?wait=10")
+                answer["at"] = time.monotonic()
+
+            thread = threading.Thread(target=poll)
+            thread.start()
+            time.sleep(0.3 + 0.1 * i)  # at different points of the one-second poll cycle
+            enqueue(http, "wake", "q1", f"j{i}")
+            enqueued = time.monotonic()
+            thread.join(15)
+            assert answer["response"].status_code == 200
+            delays.append(answer["at"] - enqueued)
+            assert http.post(f"/finish/wake/q1/j{i}/").status_code == 200
+    assert sorted(delays)[2] < 0.2, delays  # polling would make the median 0.3-0.7 s
+
+
 def test_long_poll_times_out_with_404(http: httpx.Client) -> None:
     started = time.monotonic()
     response = http.get("/dequeue/lp/?wait=0.6")
@@ -225,7 +250,7 @@ def test_batch_dequeue_and_finish(http: httpx.Client) -> None:
     assert http.post("/batch/enqueue/", json={"jobs": jobs}).json()["enqueued"] == 20
     first = http.get("/batch/dequeue/b/?count=15").json()
     assert first["status"] == "success" and len(first["jobs"]) == 15
-    assert set(first["jobs"][0]) == {"job_id", "payload", "queue_id", "queue_type", "requeues_remaining"}
+    assert set(first["jobs"][0]) == {"expires_at", "job_id", "payload", "queue_id", "queue_type", "requeues_remaining"}
     rest = http.post("/batch/dequeue/b/?count=100").json()["jobs"]
     assert len(rest) == 5
     taken = first["jobs"] + rest
@@ -238,6 +263,35 @@ def test_batch_dequeue_and_finish(http: httpx.Client) -> None:
     assert done["results"][:20] == [{"status": "success"}] * 20
     assert done["results"][20] == {"code": 404, "status": "failure"}
     assert done["results"][21]["code"] == 400
+
+
+def test_batch_leases_extend_release_and_lease_checked_finish(http: httpx.Client, r: redis.Redis) -> None:
+    jobs = [{"queue_type": "l", "queue_id": "q", "job_id": f"j{i}", "payload": i, "interval": 0} for i in range(4)]
+    assert http.post("/batch/enqueue/", json=jobs).json()["enqueued"] == 4
+    taken = http.get("/batch/dequeue/l/?count=4").json()["jobs"]
+    assert [j["job_id"] for j in taken] == ["j0", "j1", "j2", "j3"]
+    refs = [{key: j[key] for key in ("queue_type", "queue_id", "job_id", "expires_at")} for j in taken]
+    leases = [int(score) for _, score in r.zrange("sharq_server:l:active", 0, -1, withscores=True)]
+    assert sorted(ref["expires_at"] for ref in refs) == sorted(leases)  # the dequeue's leases
+    # extend j0 and j1: new leases, the old ones no longer act.
+    extended = http.post("/batch/extend/", json={"ms": 3_600_000, "jobs": refs[:2]}).json()
+    assert extended["extended"] == 2 and all(e["expires_at"] > refs[0]["expires_at"] for e in extended["results"])
+    stale = http.post("/batch/finish/", json={"jobs": [refs[0]]}).json()
+    assert stale["finished"] == 0 and stale["results"][0]["code"] == 404
+    fresh = dict(refs[0], expires_at=extended["results"][0]["expires_at"])
+    assert http.post("/batch/finish/", json=[fresh]).json()["finished"] == 1
+    # release j2: back at the front of its queue, its requeue count untouched.
+    released = http.post("/batch/release/", json={"jobs": [refs[2], dict(refs[2], job_id="nope")]}).json()
+    assert released["released"] == 1 and released["results"][1]["code"] == 404
+    assert r.lindex("sharq_server:l:q", 0) == b"j2"
+    # Mistakes answer per job (or 400 for the request).
+    bad = http.post("/batch/extend/", json={"ms": 1000, "jobs": [{"queue_id": "q", "job_id": "j3"}, refs[3], "x"]}).json()
+    assert [e.get("code") for e in bad["results"]] == [400, None, 400] and "expires_at" in bad["results"][0]["message"]
+    assert http.post("/batch/extend/", json={"jobs": [refs[3]]}).status_code == 400  # no ms
+    assert http.post("/batch/extend/", json={"ms": 0, "jobs": [refs[3]]}).status_code == 400
+    assert http.post("/batch/release/", json=[dict(refs[3], payload=3)]).json()["results"][0]["code"] == 400
+    assert http.post("/batch/finish/", json=[refs[3]]).json()["finished"] == 0  # extended above: a new lease
+    assert http.post("/batch/finish/", json=[dict(refs[3], expires_at=bad["results"][1]["expires_at"])]).json()["finished"] == 1
 
 
 def test_batch_limits_and_long_poll(http: httpx.Client, server: ServeProcess) -> None:

@@ -75,8 +75,20 @@ def test_batch_calls(q: ProxyClient) -> None:
     assert len(taken) == 25 and all(isinstance(job, Job) and job.queue_type == "b" for job in taken)
     taken += q.dequeue_many("b", 25)
     assert sorted(job.job_id for job in taken) == sorted(f"j{i}" for i in range(30))
+    assert all(job.expires_at > 0 for job in taken)  # the batch route gives the leases
+    stale = Job("b", taken[0].queue_id, taken[0].job_id, None, -1, taken[0].expires_at)
+    assert q.extend_many(taken[:2], 3_600_000) == [True, True] and taken[0].expires_at > stale.expires_at
+    assert q.finish_many([stale]) == [False]  # a Job is finished only under its own lease
+    assert q.release(taken[2]) is True and q.release(taken[2]) is False
+    again = q.dequeue_many("b", 1)
+    assert again[0].job_id == taken[2].job_id
+    taken[2] = again[0]
     assert q.finish_many(taken + [("b", "q0", "nope")]) == [True] * 30 + [False]
     assert q.dequeue_many("b", 5) == []
+    with pytest.raises(BadArgumentException, match="Job objects"):
+        q.extend_many([("b", "q0", "j0", 5)], 1000)
+    with pytest.raises(BadArgumentException, match="ms"):
+        q.extend_many(taken[:1], 0)
 
 
 def test_bad_arguments_are_refused_before_sending(q: ProxyClient) -> None:
@@ -159,6 +171,12 @@ def test_async_proxy_client(server: ServeProcess, r: redis.Redis) -> None:
             assert sorted(job.job_id for job in jobs) == sorted(["j1"] + [f"k{i}" for i in range(50)])
             assert await q.dequeue("a", timeout=0.3) is None
             assert await q.finish_many(jobs) == [True] * 51
+            assert await q.enqueue(queue_type="a", queue_id="e", job_id="e1", payload=1, interval=0)
+            (leased,) = await q.dequeue_many("a", 1)
+            assert await q.extend(leased, 60_000) is True and await q.release(leased) is True
+            assert await q.release_many([leased]) == [False]
+            assert await q.extend_many(await q.dequeue_many("a", 1), 1000) == [True]
+            assert await q.finish("a", "e", "e1") is True
             assert (await q.enqueue_many([{"queue_type": "a", "queue_id": "z", "job_id": "z1", "payload": 1, "interval": 0}])).enqueued == 1
             assert [job.job_id for job in await q.dequeue_many("a", 10, timeout=1)] == ["z1"]
             assert await q.finish("a", "z", "z1") is True

@@ -53,6 +53,9 @@ class HTTPResult(msgspec.Struct, kw_only=True):
     redis_cpu: float
     loadgen_cpu: float
     rep: int = 0
+    #: The machine's 1-minute load average at the end of the phase (other work on it
+    #: takes CPU from the servers: it explains runs that differ).
+    load_average: Optional[float] = None
 
     @property
     def requests_per_s(self) -> float:
@@ -98,13 +101,15 @@ def process_tree_cpu(pid: int) -> Optional[float]:
 
 
 class _Snapshot:
-    """Wall clock, server CPU, Redis CPU and this process's CPU at one instant."""
+    """Wall clock, server CPU, Redis CPU, this process's CPU and the load average at one
+    instant."""
 
     def __init__(self, server_pid: int, redis_conn: Any) -> None:
         self.wall = time.perf_counter()
         self.server = process_tree_cpu(server_pid)
         self.redis = server_cpu(redis_conn)
         self.cpu = time.process_time()
+        self.load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
 
 
 Mark = Callable[[], None]
@@ -237,6 +242,7 @@ def run_workload(
             requests=phase["requests"], seconds=seconds,
             server_cpu=None if after.server is None or before.server is None else after.server - before.server,
             redis_cpu=after.redis - before.redis, loadgen_cpu=(after.cpu - before.cpu) / seconds, rep=rep,
+            load_average=after.load,
         ))
     return results
 
@@ -312,13 +318,31 @@ def new_folder() -> str:
     return tempfile.mkdtemp(prefix="sharq-fast-bench-http-")
 
 
+def paired_ratios(results: Sequence[HTTPResult]) -> Dict[Any, float]:
+    """jobs/s of each sharq-fast serve run over sharq-server's in the same repetition (same
+    workers and phase), median over repetitions, by (workers, mode, phase). Paired by
+    repetition, so that a machine whose load drifts between repetitions (other work on it)
+    moves both sides of a ratio alike."""
+    import statistics
+
+    reference = {(r.rep, r.workers, r.phase): r.jobs_per_s for r in results if r.server == SHARQ_SERVER}
+    ratios: Dict[Any, List[float]] = {}
+    for r in results:
+        ref = reference.get((r.rep, r.workers, r.phase))
+        if r.server != SHARQ_SERVER and ref:
+            ratios.setdefault((r.workers, r.mode, r.phase), []).append(r.jobs_per_s / ref)
+    return {key: statistics.median(values) for key, values in ratios.items()}
+
+
 def summary_rows(results: Sequence[HTTPResult]) -> List[Dict[str, Any]]:
-    """Medians over repetitions, one row per (server, workers, mode, phase)."""
+    """Medians over repetitions, one row per (server, workers, mode, phase); sharq-fast
+    serve's rows also get ``vs_sharq_server`` (paired_ratios)."""
     import statistics
 
     groups: Dict[Any, List[HTTPResult]] = {}
     for result in results:
         groups.setdefault((result.server, result.workers, result.mode, result.phase), []).append(result)
+    ratios = paired_ratios(results)
     rows = []
     for (server, workers, mode, phase), group in groups.items():
         def median(f: Callable[[HTTPResult], float]) -> float:
@@ -326,6 +350,7 @@ def summary_rows(results: Sequence[HTTPResult]) -> List[Dict[str, Any]]:
 
         rows.append({
             "server": server, "workers": workers, "mode": mode, "phase": phase, "runs": len(group),
+            "vs_sharq_server": None if server == SHARQ_SERVER else ratios.get((workers, mode, phase)),
             "requests_per_s": median(lambda r: r.requests_per_s), "jobs_per_s": median(lambda r: r.jobs_per_s),
             "server_cpu_us_per_request": None if group[0].server_cpu is None
             else median(lambda r: 1e6 * (r.server_cpu or 0.0) / r.requests),
@@ -335,20 +360,32 @@ def summary_rows(results: Sequence[HTTPResult]) -> List[Dict[str, Any]]:
     return rows
 
 
+def cpu_per_job(row: Dict[str, Any]) -> Optional[float]:
+    """Server + Redis CPU (us) per job of a summary row (None without /proc)."""
+    if row["server_cpu_us_per_request"] is None:
+        return None
+    requests_per_job = row["requests_per_s"] / row["jobs_per_s"]
+    return (row["server_cpu_us_per_request"] + row["redis_cpu_us_per_request"]) * requests_per_job
+
+
 def format_table(rows: Sequence[Dict[str, Any]]) -> str:
-    """A plain-text table of summary_rows, with each single-route row's ratio to
-    sharq-server's row of the same phase and workers."""
+    """A plain-text table of summary_rows. For sharq-fast serve's rows: jobs/s over
+    sharq-server's (paired by repetition, see paired_ratios), and how many times less
+    CPU (server + Redis) a job cost than on sharq-server with the same workers and phase:
+    the throughput ratio of a machine given to the servers alone."""
     reference = {(r["workers"], r["phase"]): r for r in rows if r["server"] == SHARQ_SERVER}
     lines = [f"{'server':<18} {'workers':>7} {'mode':<6} {'phase':<15} {'requests/s':>11} {'jobs/s':>9} "
-             f"{'vs sharq-server':>15} {'server CPU':>10} {'Redis CPU':>9}",
-             f"{'':<18} {'':>7} {'':<6} {'':<15} {'':>11} {'':>9} {'(jobs/s)':>15} {'us/req':>10} {'us/req':>9}"]
+             f"{'vs sharq-server':>15} {'CPU/job':>8} {'server CPU':>10} {'Redis CPU':>9}",
+             f"{'':<18} {'':>7} {'':<6} {'':<15} {'':>11} {'':>9} {'(jobs/s)':>15} {'less':>8} {'us/req':>10} {'us/req':>9}"]
     for r in rows:
         ref = reference.get((r["workers"], r["phase"]))
-        ratio = f"{r['jobs_per_s'] / ref['jobs_per_s']:.1f}x" if ref and r["server"] != SHARQ_SERVER else ""
+        ratio = f"{r['vs_sharq_server']:.1f}x" if r.get("vs_sharq_server") else ""
+        ours, theirs = cpu_per_job(r), cpu_per_job(ref) if ref else None
+        less = f"{theirs / ours:.1f}x" if ours and theirs and r["server"] != SHARQ_SERVER else ""
         cpu = f"{r['server_cpu_us_per_request']:,.0f}" if r["server_cpu_us_per_request"] is not None else "-"
         lines.append(
             f"{r['server']:<18} {r['workers']:>7} {r['mode']:<6} {r['phase']:<15} {r['requests_per_s']:>11,.0f} "
-            f"{r['jobs_per_s']:>9,.0f} {ratio:>15} {cpu:>10} {r['redis_cpu_us_per_request']:>9,.0f}"
+            f"{r['jobs_per_s']:>9,.0f} {ratio:>15} {less:>8} {cpu:>10} {r['redis_cpu_us_per_request']:>9,.0f}"
         )
     return "\n".join(lines)
 
@@ -416,6 +453,10 @@ def report(results: Sequence[HTTPResult], settings: Dict[str, Any], redis_info: 
     ]
     if settings.get("repeat", 1) > 1:
         lines.append(f"(medians of {settings['repeat']} repetitions)")
+    loads = [r.load_average for r in results if r.load_average is not None]
+    if loads:
+        lines.append(f"machine load average during the runs: {min(loads):.1f} to {max(loads):.1f} "
+                     f"({os.cpu_count()} CPUs; above that, other work took CPU from the servers)")
     if out:
         os.makedirs(out, exist_ok=True)
         document = {

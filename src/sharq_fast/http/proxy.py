@@ -19,6 +19,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
 import msgspec
 
 from .._core import core
+from .._settings import positive_ms
 from ..exceptions import BadArgumentException
 from ..types import EnqueueResult, GlobalMetrics, Job, QueueMetrics, QueueTypeMetrics
 from .proxy_errors import (
@@ -75,8 +76,17 @@ def _is_failure(data: Any) -> bool:
 
 
 def _job(queue_type: str, data: Dict[str, Any]) -> Job:
+    # expires_at: the lease, given by the batch route (sharq-server's dequeue has none: 0).
     return Job(data.get("queue_type", queue_type), data["queue_id"], data["job_id"], data.get("payload"),
-               int(data.get("requeues_remaining", -1)))
+               int(data.get("requeues_remaining", -1)), int(data.get("expires_at", 0)))
+
+
+def _ref(queue_type: str, queue_id: str, job_id: str, lease: int) -> Dict[str, Any]:
+    """A job reference of the batch routes; with its lease when it has one."""
+    ref: Dict[str, Any] = {"queue_type": queue_type, "queue_id": queue_id, "job_id": job_id}
+    if lease:
+        ref["expires_at"] = lease
+    return ref
 
 
 def _counts(raw: Dict[str, Any]) -> Dict[int, int]:
@@ -210,17 +220,33 @@ class _Calls:
         return _Call("GET", f"/batch/dequeue/{queue_type}/", parse, params=params, timeout=wait)
 
     def _finish_many(self, jobs: Iterable[Any]) -> _Call:
-        items = []
-        for i, job in enumerate(jobs):
-            queue_type, queue_id, job_id, _ = core.job_ref(job, i, False)
-            items.append({"queue_type": queue_type, "queue_id": queue_id, "job_id": job_id})
+        # A Job with a lease (from dequeue_many) is finished only under that lease.
+        items = [_ref(*core.job_ref(job, i, False)) for i, job in enumerate(jobs)]
+        return _Call("POST", "/batch/finish/", _successes, _encode({"jobs": items}))
+
+    def _extend_many(self, jobs: Iterable[Job], ms: int) -> _Call:
+        items = list(jobs)
+        for i, job in enumerate(items):
+            if not isinstance(job, Job):
+                raise BadArgumentException(
+                    f"job {i}: extend takes the Job objects that dequeue_many gave (their lease is "
+                    f"updated), not {type(job).__name__}", index=i,
+                )
+        refs = [_ref(*core.job_ref(job, i, True)) for i, job in enumerate(items)]
+        positive_ms(ms, "ms")
 
         def parse(status: int, data: Any, response: Any) -> List[bool]:
-            if status != 200:
-                _raise_batch(status, data, response)
-            return [entry.get("status") == "success" for entry in data["results"]]
+            flags = _successes(status, data, response)
+            for job, entry, done in zip(items, data["results"], flags):
+                if done:
+                    job.expires_at = int(entry["expires_at"])
+            return flags
 
-        return _Call("POST", "/batch/finish/", parse, _encode({"jobs": items}))
+        return _Call("POST", "/batch/extend/", parse, _encode({"ms": ms, "jobs": refs}))
+
+    def _release_many(self, jobs: Iterable[Any]) -> _Call:
+        refs = [_ref(*core.job_ref(job, i, True)) for i, job in enumerate(jobs)]
+        return _Call("POST", "/batch/release/", _successes, _encode({"jobs": refs}))
 
 
 def _flag(status: int, data: Any, response: Any) -> bool:
@@ -231,6 +257,13 @@ def _flag(status: int, data: Any, response: Any) -> bool:
         return False
     _raise(status, data, response)
     return False
+
+
+def _successes(status: int, data: Any, response: Any) -> List[bool]:
+    """A batch answer's per-job success flags."""
+    if status != 200:
+        _raise_batch(status, data, response)
+    return [entry.get("status") == "success" for entry in data["results"]]
 
 
 def _raise_batch(status: int, data: Any, response: Any) -> None:
@@ -349,8 +382,27 @@ class ProxyClient(_Calls):
         return self._do(self._dequeue_many(queue_type, count, timeout))
 
     def finish_many(self, jobs: Iterable[Any]) -> List[bool]:
-        """Finish jobs (Jobs or (queue_type, queue_id, job_id) tuples); a bool each."""
+        """Finish jobs (Jobs or (queue_type, queue_id, job_id) tuples); a bool each. A Job
+        from dequeue_many is finished only while its lease holds, as Client.finish_many."""
         return self._do(self._finish_many(jobs))
+
+    def extend_many(self, jobs: Iterable[Job], ms: int) -> List[bool]:
+        """Move the leases of Jobs from dequeue_many to now + `ms` (their expires_at is
+        updated); False for a job whose lease was lost (sharq-fast serve only)."""
+        return self._do(self._extend_many(jobs, ms))
+
+    def release_many(self, jobs: Iterable[Any]) -> List[bool]:
+        """Put Jobs from dequeue_many (or (queue_type, queue_id, job_id, lease) tuples) back
+        at the front of their queues, uncounted; False where the lease was lost."""
+        return self._do(self._release_many(jobs))
+
+    def extend(self, job: Job, ms: int) -> bool:
+        """extend_many for one Job."""
+        return self.extend_many([job], ms)[0]
+
+    def release(self, job: Job) -> bool:
+        """release_many for one Job."""
+        return self.release_many([job])[0]
 
     def close(self) -> None:
         """Close the connections."""
@@ -453,6 +505,22 @@ class AsyncProxyClient(_Calls):
     async def finish_many(self, jobs: Iterable[Any]) -> List[bool]:
         """See ProxyClient.finish_many."""
         return await self._do(self._finish_many(jobs))
+
+    async def extend_many(self, jobs: Iterable[Job], ms: int) -> List[bool]:
+        """See ProxyClient.extend_many."""
+        return await self._do(self._extend_many(jobs, ms))
+
+    async def release_many(self, jobs: Iterable[Any]) -> List[bool]:
+        """See ProxyClient.release_many."""
+        return await self._do(self._release_many(jobs))
+
+    async def extend(self, job: Job, ms: int) -> bool:
+        """See ProxyClient.extend."""
+        return (await self.extend_many([job], ms))[0]
+
+    async def release(self, job: Job) -> bool:
+        """See ProxyClient.release."""
+        return (await self.release_many([job]))[0]
 
     async def close(self) -> None:
         """Close the connections."""

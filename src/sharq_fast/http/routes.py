@@ -6,15 +6,12 @@ message its Python 2 version gave or documented. Every difference is listed in
 docs/http.md and pinned by tests/test_http_golden.py against recorded answers.
 """
 
-import logging
 from typing import TYPE_CHECKING, Any, Dict, Sequence, Tuple
 
 from . import _wire as w
 
 if TYPE_CHECKING:
     from .server import SharqHTTP
-
-log = logging.getLogger("sharq_fast.http")
 
 Answer = Tuple[int, bytes]
 
@@ -96,18 +93,14 @@ class SharqRoutes:
 
     async def dequeue(self, params: Sequence[str], query: bytes, body: bytes) -> Answer:
         """GET /dequeue/ and /dequeue/<queue_type>/ [?wait=SECONDS]: 200 with the job and
-        the length of its queue after the dequeue, 404 when no queue is ready."""
+        the length of its queue after the dequeue (told by the same script call), 404 when
+        no queue is ready."""
         queue_type = params[0] if params else "default"
         wait = self.app.wait_param(query)
-        job = await self.app.dequeue_waiting(queue_type, wait)
+        job, length = await self.app.dequeue_waiting(queue_type, wait)
         if job is None:
             return 404, w.FAILURE
         self.app.stats.jobs["dequeued"] += 1
-        try:
-            length = await self.app.client.queue_length(queue_type, job.queue_id)
-        except Exception as exc:  # the job is taken: deliver it (sharq-server answers 0 too)
-            log.warning("dequeue: could not read the length of %s/%s: %s", queue_type, job.queue_id, exc)
-            length = 0
         return 200, w.dumps(
             {
                 "current_queue_length": length, "job_id": job.job_id, "payload": job.payload,

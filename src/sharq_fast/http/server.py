@@ -7,7 +7,7 @@ below Redis's. It talks to Redis only through the client ``backend.make_client``
 """
 
 import asyncio
-import inspect
+import gc
 import logging
 import signal
 import threading
@@ -22,7 +22,7 @@ from . import _wire as w
 from . import prometheus
 from ._router import Route, Router
 from .auth import Authenticator
-from .backend import make_client
+from .backend import length_dequeuer, make_client
 from .batch import BatchRoutes
 from .routes import SharqRoutes
 from .settings import ServerSettings
@@ -47,6 +47,7 @@ class SharqHTTP:
     def __init__(self, settings: ServerSettings, client: Any = None) -> None:
         self.settings = settings
         self.client: Any = client
+        self._length_dequeue = length_dequeuer(client) or self._dequeue_then_length
         self._owns_client = client is None
         self.stopping = False
         self.stats = prometheus.Stats()
@@ -71,6 +72,8 @@ class SharqHTTP:
         add("batch_enqueue", "/batch/enqueue/", {"POST": batch.enqueue}, reads_body=True)
         add("batch_dequeue", "/batch/dequeue/{queue_type}/", {"GET": batch.dequeue, "POST": batch.dequeue})
         add("batch_finish", "/batch/finish/", {"POST": batch.finish}, reads_body=True)
+        add("batch_extend", "/batch/extend/", {"POST": batch.extend}, reads_body=True)
+        add("batch_release", "/batch/release/", {"POST": batch.release}, reads_body=True)
         add("prometheus", "/prometheus/", {"GET": self._prometheus, "HEAD": self._prometheus})
         return router
 
@@ -105,16 +108,19 @@ class SharqHTTP:
         """Make the client, start the requeuer, and watch for SIGINT/SIGTERM."""
         if self.client is None:
             self.client = make_client(self.settings)
+            self._length_dequeue = length_dequeuer(self.client) or self._dequeue_then_length
         if self.settings.requeuer and self._owns_client:
-            started = self.client.start_requeuer()
-            if inspect.isawaitable(started):  # whichever way AsyncClient's requeuer starts
-                await started
+            # AsyncClient's requeuer: a task of this loop that requeues while this process
+            # holds the key prefix's lock (one worker at a time, across processes).
+            self.client.start_requeuer()
         self._watch_signals()
 
     async def shutdown(self) -> None:
-        """Stop the requeuer and close the client (when this app made it)."""
+        """Stop the requeuer (releasing its lock) and close the client (when this app made
+        it)."""
         self.stopping = True
         if self._owns_client and self.client is not None:
+            await self.client.stop_requeuer()
             await self.client.close()
             self.client = None
 
@@ -219,18 +225,34 @@ class SharqHTTP:
         args = w.query_params(query) if args is None else args
         return w.number_param(args, "wait", low=0, high=self.settings.max_wait) or 0.0
 
-    async def dequeue_waiting(self, queue_type: str, wait: float) -> Any:
-        """client.dequeue, waiting up to `wait` seconds for a job (in WAIT_SLICE slices)."""
-        client = self.client
+    async def dequeue_waiting(self, queue_type: str, wait: float) -> Tuple[Any, int]:
+        """(job or None, the length of its queue after the dequeue), waiting up to `wait`
+        seconds for a job (in WAIT_SLICE slices)."""
+        length_dequeue = self._length_dequeue
         if not wait:
-            return await client.dequeue(queue_type)
+            return await length_dequeue(queue_type, None)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
         while True:
             remaining = deadline - loop.time()
-            job = await client.dequeue(queue_type, timeout=min(remaining, WAIT_SLICE)) if remaining > 0 else None
+            if remaining <= 0:
+                return None, 0
+            job, length = await length_dequeue(queue_type, min(remaining, WAIT_SLICE))
             if job is not None or remaining <= WAIT_SLICE or self.stopping:
-                return job
+                return job, length
+
+    async def _dequeue_then_length(self, queue_type: str, timeout: Optional[float] = None) -> Tuple[Any, int]:
+        """length_dequeuer's answer from a client without it: dequeue, then queue_length
+        (as sharq-server reads it)."""
+        job = await self.client.dequeue(queue_type, timeout=timeout)
+        if job is None:
+            return None, 0
+        try:
+            length = await self.client.queue_length(queue_type, job.queue_id)
+        except Exception as exc:  # the job is taken: deliver it (sharq-server answers 0 too)
+            log.warning("dequeue: could not read the length of %s/%s: %s", queue_type, job.queue_id, exc)
+            length = 0
+        return job, length
 
     async def dequeue_many_waiting(self, queue_type: str, count: int, wait: float) -> List[Any]:
         """client.dequeue_many, waiting up to `wait` seconds for at least one job."""
@@ -253,5 +275,23 @@ def create_app(settings: Optional[ServerSettings] = None, client: Any = None) ->
 
 def app_from_env() -> SharqHTTP:
     """The app of a uvicorn worker started by ``sharq-fast serve`` (its settings come in
-    the environment): ``uvicorn --factory sharq_fast.http.server:app_from_env``."""
-    return SharqHTTP(ServerSettings.from_env())
+    the environment): ``uvicorn --factory sharq_fast.http.server:app_from_env``. Tunes
+    the worker's garbage collector (tune_gc)."""
+    app = SharqHTTP(ServerSettings.from_env())
+    tune_gc()
+    return app
+
+
+#: The first generation's collection threshold in a server worker (Python's default: 700).
+GC_THRESHOLD = 20_000
+
+
+def tune_gc() -> None:
+    """Collect the youngest generation after GC_THRESHOLD net allocations instead of 700,
+    and move what start-up made (modules, the app) out of the collector's sight
+    (gc.freeze). A request leaves almost no cycles but allocates a few hundred objects, so
+    the default thresholds ran a collection every few requests and a full one (scanning
+    every module) every few hundred: measured, 7% of a worker's CPU under 64 clients;
+    after this, none in 60,000 requests. Cycles are still collected, less often."""
+    gc.freeze()
+    gc.set_threshold(GC_THRESHOLD, *gc.get_threshold()[1:])
