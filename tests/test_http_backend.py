@@ -6,12 +6,18 @@ import asyncio
 from typing import Any, Dict, List, Optional, Tuple
 
 import msgspec
+import pytest
 import redis
 
 from sharq_fast import AsyncClient
 from sharq_fast.http.backend import dequeue_with_length as length_op, length_dequeuer
 from sharq_fast.http.server import SharqHTTP
 from sharq_fast.http.settings import ServerSettings
+
+
+# The one-call dequeue is an operation of the single-node layout (the app falls back to
+# dequeue + queue_length on a cluster).
+pytestmark = pytest.mark.single_node
 
 
 def dequeue_with_length(client: Any, queue_type: str = "t", timeout: Optional[float] = None) -> Tuple[Any, int]:
