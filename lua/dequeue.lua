@@ -7,8 +7,9 @@
 -- a scan of every ready queue.
 --
 -- A job id whose payload is missing (a duplicate id written by an older client, or a
--- purge race) is an orphan: it cannot be delivered, so it is dropped from the queue
--- instead of being moved to the active set and reported as a failure, as SharQ does.
+-- purge race) is an orphan: it cannot be delivered, so it is dropped from the queue (with
+-- its requeue count) instead of being moved to the active set and reported as a failure,
+-- as SharQ does.
 --
 -- KEYS[1]  reply key (see _replies.lua)
 -- KEYS[2]  key prefix P
@@ -145,7 +146,9 @@ while dequeued < count and orphans < max_orphans do
             active[#active + 1] = queue_id .. ':' .. job_id
             delivered = delivered + 1
          else
-            -- An orphan: skipped, as the next job of this queue is served instead.
+            -- An orphan: dropped with its requeue count (it is no job any more), and the
+            -- next job of this queue is served instead.
+            redis.pcall('HDEL', job_queue_key .. ':requeues_remaining', job_id)
             orphans = orphans + 1
          end
       end

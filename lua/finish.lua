@@ -6,6 +6,7 @@
 --          job if it is active (SharQ's finish); another lease finishes it only if its
 --          score in the active set is still that lease expiry, that is if the job was not
 --          requeued (and maybe dequeued by another consumer) since the caller got it.
+--          (-1, a Job that holds no lease, matches no score: it finishes nothing.)
 --
 -- Returns one integer per job: 1 finished, 0 not active (unknown, already finished, or
 -- expired and requeued) or, with a lease, held by another delivery; a job named twice is
