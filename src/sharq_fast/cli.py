@@ -654,6 +654,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """The console script. Returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    # An empty value is a mistake (an unset variable in `--url "$REDIS_URL"`), not a wish for
+    # the default: that would silently work on another Redis, or another key prefix.
+    for option in ("url", "key_prefix", "config"):
+        if getattr(args, option, None) == "":
+            parser.error(f"--{option.replace('_', '-')} is empty")
     if getattr(args, "modes", None):
         bad = [m for m in args.modes if m not in ("single", "batch")]
         if bad:
