@@ -1,7 +1,7 @@
 -- Finish a batch of dequeued jobs (one job is a batch of one), as SharQ 1.3.0's finish.
 --
 -- KEYS[1]  reply key (see _replies.lua)
--- KEYS[2]  key prefix P
+-- KEYS[2]  "P:": the key prefix P and ':' (see _replies.lua)
 -- ARGV     groups of 4: queue_type, queue_id, job_id, lease. A lease of 0 finishes the
 --          job if it is active (SharQ's finish); another lease finishes it only if its
 --          score in the active set is still that lease expiry, that is if the job was not
@@ -17,7 +17,7 @@
 -- active sets before anything is written, then one ZREM per type, one HDEL of payloads,
 -- one HDEL of requeue counts per queue.
 
-local prefix = KEYS[2]
+local prefix = declared_prefix(KEYS[2])
 local payload_key = prefix .. ':payload'
 
 local SLICE = 1000  -- unpack() is limited by Lua's C stack

@@ -29,6 +29,12 @@ def replied_call(s: Settings, script: str, keys: Sequence[Any], body: bytes, arg
     return head + body + tail, token
 
 
+def prefix_key(s: Settings) -> str:
+    """How scripts are given the key prefix P: as the key name "P:" (every key a script
+    declares is then under P:*, as an ACL user limited to ~P:* needs; lua/_replies.lua)."""
+    return f"{s.key_prefix}:"
+
+
 def replied_evalsha(s: Settings, script: str, keys: Sequence[Any], args: Sequence[Any]) -> Tuple[bytes, int]:
     """replied_call for a script with a few plain arguments."""
     return replied_call(s, script, keys, _core.core.pack_args(args), len(args))
@@ -81,7 +87,7 @@ def check_batching(chunk_size: Any, pipeline_depth: Any) -> int:
 def enqueue(s: Settings, job: Any) -> Op[bool]:
     """Enqueue one job (a dict of enqueue's arguments): True, or False for a duplicate."""
     bodies, _ = _core.core.enqueue_chunks(s.clock(), (job,), s.default_job_requeue_limit, -1, 1)
-    command, token = replied_call(s, "enqueue", (s.key_prefix,), bodies[0], 7)
+    command, token = replied_call(s, "enqueue", (prefix_key(s),), bodies[0], 7)
     (reply,) = yield Round((command,))
     s.tokens.read((token,))
     return not checked(reply)
@@ -144,7 +150,7 @@ def _pack_round(s: Settings, batch: List[Any], start: int, chunk_size: int) -> A
         bodies, positions = _core.core.enqueue_chunks(now, batch[:valid], limit, start, chunk_size)
     commands, tokens = [], []
     for body, part in zip(bodies, positions):
-        command, token = replied_call(s, "enqueue", (s.key_prefix,), body, 1 + 6 * len(part))
+        command, token = replied_call(s, "enqueue", (prefix_key(s),), body, 1 + 6 * len(part))
         commands.append(command)
         tokens.append(token)
     return commands, positions, tokens, error
@@ -204,7 +210,7 @@ def dequeue_many(s: Settings, queue_type: Any, count: Any, timeout: Any) -> Op[L
 
 
 def _dequeue_round(s: Settings, queue_type: str, count: int, now: int) -> Op[Tuple[List[Job], int]]:
-    keys = (s.key_prefix, queue_type)
+    keys = (prefix_key(s), f"{s.key_prefix}:{queue_type}")  # P:T, the ready set
     calls = [
         replied_evalsha(s, "dequeue", keys, (now, s.job_expire_interval, min(C.MAX_DEQUEUE_PER_CALL, count - done)))
         for done in range(0, count, C.MAX_DEQUEUE_PER_CALL)
@@ -258,7 +264,7 @@ def _job_ref_rounds(
     for start in starts:
         body = _core.core.pack_job_refs(jobs[start : start + chunk_size], -1 if single else start, need_lease)
         size = min(chunk_size, len(jobs) - start)
-        calls.append(replied_call(s, script, (s.key_prefix,), head + body, len(head_args) + 4 * size))
+        calls.append(replied_call(s, script, (prefix_key(s),), head + body, len(head_args) + 4 * size))
     if not calls:
         return []
     try:

@@ -104,8 +104,11 @@ class Target:
             )
         conn = self.make_redis()
         try:
-            info = conn.info("server")
-            self.redis_version = info.get("redis_version", "?")
+            try:
+                info = conn.info("server")
+                self.redis_version = info.get("redis_version", "?")
+            except redis.ResponseError:  # an answer all the same (an ACL user without INFO)
+                self.redis_version = "?"
         except redis.RedisError as exc:
             self.close()
             raise CliError(f"cannot reach {self.describe}: {exc}") from None
