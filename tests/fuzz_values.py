@@ -69,6 +69,10 @@ VALID: Dict[str, Callable[[Any], bool]] = {
     "poll": lambda v: is_seconds(v, allow_none=False, positive=True),
     "retry_for": lambda v: is_seconds(v, allow_none=False),
     "url": lambda v: isinstance(v, str) and v.startswith(("redis://", "rediss://", "unix://")),
+    # Kinds for the Consumer's settings (tests/test_fuzz.py's docstring).
+    "callable": callable,
+    "concurrency": lambda v: is_int(v, 1, 100_000),
+    "seconds": lambda v: is_seconds(v, allow_none=False),
 }
 
 
@@ -134,11 +138,15 @@ scalars = (
     st.none() | st.booleans() | st.integers() | st.integers(-(2**70), 2**70) | st.floats() | st.text(max_size=110)
     | st.binary(max_size=12) | st.sampled_from(_ODD)
 )
-anything = st.recursive(
-    scalars,
-    lambda inner: st.lists(inner, max_size=3) | st.tuples(inner, inner) | st.dictionaries(st.text(max_size=3), inner, max_size=2),
-    max_leaves=4,
-)
+def _containers(inner: st.SearchStrategy) -> st.SearchStrategy:
+    return st.lists(inner, max_size=3) | st.tuples(inner, inner) | st.dictionaries(st.text(max_size=3), inner, max_size=2)
+
+
+def _filled(inner: st.SearchStrategy) -> st.SearchStrategy:
+    return st.lists(inner, min_size=1, max_size=3) | st.dictionaries(st.text(max_size=3), inner, min_size=1)
+
+
+anything = st.recursive(scalars, _containers, max_leaves=4)
 _unpackable = st.sampled_from([object(), {1}, datetime.date(2024, 1, 1), decimal.Decimal(1), 1 + 2j, 2**64, "\ud800",
                                Job("t", "q", "j", None, 1)])
 
@@ -150,11 +158,7 @@ def nested(depth: int) -> Any:
     return value
 
 
-bad_payloads = st.recursive(
-    _unpackable,
-    lambda inner: st.lists(inner, min_size=1, max_size=3) | st.dictionaries(st.text(max_size=3), inner, min_size=1),
-    max_leaves=3,
-) | st.just(nested(600))
+bad_payloads = st.recursive(_unpackable, _filled, max_leaves=3) | st.just(nested(600))
 
 
 def bad(kind: str) -> st.SearchStrategy:

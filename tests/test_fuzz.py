@@ -8,10 +8,16 @@ the keyspace must be byte-identical afterwards (DUMP of every key: tests/redis_s
 The good arguments would change Redis if the call ran (a new job, a ready queue type,
 active jobs, a queue to clear), so a bad value that slipped through shows in the keyspace.
 
-An entry point is one row of a table (ENTRIES, SHARQ_ENTRIES, CLI_ENTRIES): a name, how to
+An entry point is one row of a table (ENTRIES, SHARQ_ENTRIES, COMMANDS): a name, how to
 call it, and its parameters (good value, bad values). A new entry point -- the Consumer,
-once it exists -- is one more row, e.g.
-``Entry("Consumer", lambda w, kw: Consumer(w.client, **kw), {"queue_type": P("t1", "queue_type"), ...})``.
+once it is merged -- is one more row of ENTRIES, e.g.::
+
+    Entry("Consumer", lambda w, kw: Consumer(w.client, **kw), {
+        "queue_type": QT, "handler": P(print, "callable"), "concurrency": P(1, "concurrency"),
+        "finish_delay": P(0.01, "seconds"), "job_timeout": P(None, "timeout"),
+    }),
+
+(Consumer takes a Client: on the async transport the row calls AsyncConsumer.)
 
 SHARQ_FAST_FUZZ_EXAMPLES sets the examples per (entry point, parameter) (default 8).
 """
@@ -388,7 +394,7 @@ def test_command_refuses_bad_arguments(
     fill = {"url": redis_server_url, "bad_config": str(bad_config)}
 
     def placed(text: str, mapping: Dict[str, str]) -> str:  # one pass: values may hold braces
-        return re.sub(r"\{(\w+)\}", lambda match: mapping[match.group(1)], text)
+        return re.sub(r"\{(\w+)\}", lambda match: mapping.get(match.group(1), match.group(0)), text)
 
     values = {**fill, **{name: placed(good, fill) for name, (good, _) in command.params.items()}}
     values[corrupted] = placed(data.draw(command.params[corrupted][1], label=corrupted), fill)

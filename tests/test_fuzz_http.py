@@ -60,10 +60,14 @@ def http(server: ServeProcess, r: redis.Redis, redis_server_url: str) -> Iterato
 
 # -- values ----------------------------------------------------------------------------------
 
+def _json_containers(inner: st.SearchStrategy) -> st.SearchStrategy:
+    return st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=2)
+
+
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(max_size=12) | st.sampled_from(["", "a b", "é", "a" * 101, "active", "payload", -1, 2**53, 1.5, True]),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=2),
+    _json_containers,
     max_leaves=4,
 )
 
