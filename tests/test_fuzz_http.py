@@ -4,14 +4,16 @@ field, a query parameter, the body itself) replaced by a value that is not valid
 good. The route must answer 400 with a message (the batch routes: 200 with a 400 entry for
 a bad job), and the keyspace must be byte-identical afterwards.
 
-A route is one row of ROUTES: method, path and body templates, and its parameters.
+A route is one row of ROUTES: method, path and body templates, and its parameters. The
+proxy client (ProxyClient) is fuzzed with tests/test_fuzz.py's table of Client methods,
+those it has.
 """
 
 import json
 import os
 import re
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterator, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 from urllib.parse import quote
 
 import httpx
@@ -21,10 +23,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import sharq_fast
+from sharq_fast import Job, ProxyClient
 
 from fuzz_values import MAX, VALID, is_int
 from http_helpers import ServeProcess
 from redis_state import raw_snapshot
+from test_fuzz import ENTRIES, Entry, World, _check_refused
 
 EXAMPLES = int(os.environ.get("SHARQ_FAST_FUZZ_EXAMPLES", "8"))
 FUZZ = settings(
@@ -47,13 +51,20 @@ def server(redis_server_url: str) -> Iterator[ServeProcess]:
 
 
 @pytest.fixture
-def http(server: ServeProcess, r: redis.Redis, redis_server_url: str) -> Iterator[httpx.Client]:
-    """A client of the server, on a database with queued and active jobs (t1/q1, t1/q2)."""
+def active(r: redis.Redis, redis_server_url: str) -> List[Job]:
+    """Queued jobs in t1/q1 and t1/q2, two of q1's active (returned), on a flushed database."""
     with sharq_fast.Client(redis_server_url, job_expire_interval=3_600_000) as client:
         for n in (1, 2, 3):
             client.enqueue(queue_type="t1", queue_id="q1", job_id=f"j{n}", payload={"n": n}, interval=0)
         client.enqueue(queue_type="t1", queue_id="q2", job_id="k1", payload="k", interval=1000)
-        assert len(client.dequeue_many("t1", 2)) == 2
+        jobs = client.dequeue_many("t1", 2)
+    assert len(jobs) == 2
+    return jobs
+
+
+@pytest.fixture
+def http(server: ServeProcess, active: List[Job]) -> Iterator[httpx.Client]:
+    """A client of the server, on the database of `active`."""
     with httpx.Client(base_url=server.url, timeout=20) as session:
         yield session
 
@@ -228,3 +239,29 @@ def test_route_refuses_bad_input(data: Any, route: Route, corrupted: str, http: 
         if response.headers.get("content-type", "").startswith("application/json"):
             assert response.json()["message"], response.text
     assert raw_snapshot(r) == before
+
+
+# -- ProxyClient ------------------------------------------------------------------------------
+
+
+def _proxy_rows() -> List[Entry]:
+    """test_fuzz's Client rows for the methods ProxyClient has, without the batching
+    parameters it does not take."""
+    rows = []
+    for entry in ENTRIES:
+        method = entry.name.split("(")[0]
+        if hasattr(ProxyClient, method):
+            params = {k: v for k, v in entry.params.items() if k not in ("chunk_size", "pipeline_depth")}
+            rows.append(Entry(f"ProxyClient.{entry.name}", entry.call, params))
+    return rows
+
+
+@pytest.mark.parametrize("entry, corrupted", [case for entry in _proxy_rows() for case in entry.cases()],
+                         ids=lambda value: value.name if isinstance(value, Entry) else value)
+@FUZZ
+@given(data=st.data())
+def test_proxy_client_refuses_bad_arguments(data: Any, entry: Entry, corrupted: str, server: ServeProcess,
+                                            active: List[Job], r: redis.Redis) -> None:
+    """ProxyClient: BadArgumentException (its own checks, or the server's 400), nothing written."""
+    with ProxyClient(server.url) as proxy:
+        _check_refused(data, entry, corrupted, World(proxy, active), r, check_field=False)

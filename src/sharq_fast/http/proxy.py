@@ -19,6 +19,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
 import msgspec
 
 from .._core import core
+from .._settings import seconds
 from ..exceptions import BadArgumentException
 from ..types import EnqueueResult, GlobalMetrics, Job, QueueMetrics, QueueTypeMetrics
 from .proxy_errors import (
@@ -57,10 +58,14 @@ class _Call(msgspec.Struct):
     timeout: Optional[float] = None
 
 
-def _check_ids(queue_type: Any, queue_id: Any = None, job_id: Any = None) -> None:
-    if job_id is not None:
+_NOT_GIVEN: Any = object()
+
+
+def _check_ids(queue_type: Any, queue_id: Any = _NOT_GIVEN, job_id: Any = _NOT_GIVEN) -> None:
+    # (None is a bad id, not a missing one: it would go into the path as "None".)
+    if job_id is not _NOT_GIVEN:
         core.check_identifier(job_id, "job_id")
-    if queue_id is not None:
+    if queue_id is not _NOT_GIVEN:
         core.check_identifier(queue_id, "queue_id")
     core.check_identifier(queue_type, "queue_type")
 
@@ -94,6 +99,7 @@ class _Calls:
         _check_ids(queue_type, queue_id, job_id)
         if requeue_limit is not None:
             core.check_requeue_limit(requeue_limit)
+        core.encode_payload(payload)  # refused as Client refuses it (JSON would take a set, a date...)
         body: Dict[str, Any] = {"job_id": job_id, "payload": payload, "interval": interval}
         if requeue_limit is not None:
             body["requeue_limit"] = requeue_limit
@@ -196,6 +202,7 @@ class _Calls:
 
     def _dequeue_many(self, queue_type: str, count: int, wait: Optional[float]) -> _Call:
         core.check_identifier(queue_type, "queue_type")
+        seconds(wait, "timeout", allow_none=True)
         if isinstance(count, bool) or not isinstance(count, int) or count < 1:
             raise BadArgumentException("`count` must be an int >= 1.", field="count")
 
@@ -303,6 +310,7 @@ class ProxyClient(_Calls):
 
     def dequeue(self, queue_type: str = "default", timeout: Optional[float] = None) -> Optional[Job]:
         """A Job, or None when no queue is ready (after up to `timeout` seconds)."""
+        seconds(timeout, "timeout", allow_none=True)
         if not timeout:
             return self._do(self._dequeue(queue_type, None))
         if self.server_waits():
@@ -330,6 +338,7 @@ class ProxyClient(_Calls):
 
     def queue_length(self, queue_type: str, queue_id: str) -> int:
         """How many jobs wait in a queue (from its metrics)."""
+        _check_ids(queue_type, queue_id)
         return self.metrics(queue_type, queue_id).queue_length
 
     def clear_queue(self, queue_type: str, queue_id: str, purge_all: bool = False) -> bool:
@@ -404,6 +413,7 @@ class AsyncProxyClient(_Calls):
 
     async def dequeue(self, queue_type: str = "default", timeout: Optional[float] = None) -> Optional[Job]:
         """See ProxyClient.dequeue."""
+        seconds(timeout, "timeout", allow_none=True)
         if not timeout:
             return await self._do(self._dequeue(queue_type, None))
         if await self.server_waits():
@@ -432,6 +442,7 @@ class AsyncProxyClient(_Calls):
 
     async def queue_length(self, queue_type: str, queue_id: str) -> int:
         """See ProxyClient.queue_length."""
+        _check_ids(queue_type, queue_id)
         return (await self.metrics(queue_type, queue_id)).queue_length
 
     async def clear_queue(self, queue_type: str, queue_id: str, purge_all: bool = False) -> bool:
