@@ -138,6 +138,7 @@ ENTRIES = [
         "queue_type": QT, "queue_id": P("q2", "queue_id"), "purge_all": P(True, None),  # any value is taken as a bool
     }),
     Entry("queue_length", _method("queue_length"), {"queue_type": QT, "queue_id": QID}),
+    Entry("start_requeuer", _method("start_requeuer"), {"on_discard": P(None, "clock")}),
     # metrics: None means "not given"; a queue_id without a queue_type is refused (field queue_id).
     Entry("metrics", _method("metrics"), {
         "queue_type": P("t1", bad("queue_type").filter(lambda v: v is not None), None),
