@@ -18,6 +18,17 @@ local ACKS = tonumber(ARGV[#ARGV - 1])
 local NARGS = #ARGV - 2 - ACKS  -- the script's own arguments are ARGV[1 .. NARGS]
 local REPLY_TTL = 600000
 
+-- Scripts declare the key prefix P as the key name "P:", and a queue type T as its ready
+-- set "P:T": every key a call declares is then a name under P:*, which an ACL user
+-- limited to ~P:* may use (README: Redis ACL).
+local function declared_prefix(key)
+   local prefix = string.match(key, '^(.+):$')
+   if not prefix then
+      error('the key prefix must be declared as "P:", not ' .. key)
+   end
+   return prefix
+end
+
 if ACKS > 0 then
    local base = string.sub(KEYS[1], 1, #KEYS[1] - #TOKEN)
    local acked = {}

@@ -1,7 +1,7 @@
 -- Clear one queue, atomically (SharQ 1.3.0 does this in several unguarded round trips).
 --
 -- KEYS[1]  reply key (see _replies.lua)
--- KEYS[2]  key prefix P
+-- KEYS[2]  "P:": the key prefix P and ':' (see _replies.lua)
 -- KEYS[3]  the key to move the job list to, P:.purging:T:Q:<unique>: purge_jobs.lua then
 --          deletes the cleared jobs' payloads and requeue counts from it in bounded steps,
 --          so that a long queue never blocks Redis for long. It is listed in the set
@@ -16,7 +16,7 @@
 -- Returns {1 when Q was in the ready set else 0, 1 when there are jobs to purge else 0}.
 -- The job list P:T:Q is gone either way, as in SharQ.
 
-local prefix, purge_key = KEYS[2], KEYS[3]
+local prefix, purge_key = declared_prefix(KEYS[2]), KEYS[3]
 local queue_type, queue_id, purge_all = ARGV[1], ARGV[2], ARGV[3] == '1'
 local queue = queue_type .. ':' .. queue_id
 local ready_key = prefix .. ':' .. queue_type

@@ -7,12 +7,13 @@
 -- a scan of every ready queue.
 --
 -- A job id whose payload is missing (a duplicate id written by an older client, or a
--- purge race) is an orphan: it cannot be delivered, so it is dropped from the queue
--- instead of being moved to the active set and reported as a failure, as SharQ does.
+-- purge race) is an orphan: it cannot be delivered, so it is dropped from the queue (with
+-- its requeue count) instead of being moved to the active set and reported as a failure,
+-- as SharQ does.
 --
 -- KEYS[1]  reply key (see _replies.lua)
--- KEYS[2]  key prefix P
--- KEYS[3]  queue type T
+-- KEYS[2]  "P:": the key prefix P and ':' (see _replies.lua)
+-- KEYS[3]  P:T, the ready set of queue type T
 -- ARGV[1]  now (ms epoch)
 -- ARGV[2]  job_expire_interval (ms)
 -- ARGV[3]  count
@@ -26,8 +27,8 @@
 -- the first job right after the call (0 when no job was taken) comes before the jobs:
 -- sharq-server answers a dequeue with that length, and this saves it a second round trip.
 
-local prefix = KEYS[2]
-local queue_type = KEYS[3]
+local prefix = declared_prefix(KEYS[2])
+local queue_type = string.sub(KEYS[3], #KEYS[2] + 1)
 local now = tonumber(ARGV[1])
 local expire_interval = tonumber(ARGV[2])
 local count = tonumber(ARGV[3])
@@ -52,7 +53,12 @@ end
 -- A queue's own keys holding another type (data that is not SharQ's) would make a
 -- command fail after jobs were popped, and Redis does not roll a script back: such a
 -- queue stops the call before anything of it changes (with an error if nothing was taken).
-local function queue_error(queue_id)
+-- (Any other failure, as a command an ACL user may not run, is answered as it is.)
+local function queue_error(queue_id, failed)
+   if not string.find(failed.err, 'WRONGTYPE', 1, true) then
+      return redis.error_reply(failed.err .. ' (queue ' .. queue_type .. ':' .. queue_id
+         .. '; nothing was dequeued from it)')
+   end
    return redis.error_reply('WRONGTYPE a key of queue ' .. queue_type .. ':' .. queue_id
       .. ' holds another type; nothing was dequeued from it')
 end
@@ -97,14 +103,14 @@ while dequeued < count and orphans < max_orphans do
          if dequeued > 0 then
             break
          end
-         return queue_error(queue_id)
+         return queue_error(queue_id, length)
       end
       local interval = redis.pcall('HGET', interval_key, queue_type .. ':' .. queue_id)
       if type(interval) == 'table' and interval.err then
          if dequeued > 0 then
             break
          end
-         return queue_error(queue_id)
+         return queue_error(queue_id, interval)
       end
       q = {length = length, interval = tonumber(interval) or 0, dequeued = 0}
       queues[queue_id] = q
@@ -140,7 +146,7 @@ while dequeued < count and orphans < max_orphans do
          if dequeued > 0 then
             break
          end
-         return queue_error(queue_id)
+         return queue_error(queue_id, payloads.err and payloads or remaining)
       end
       for k, job_id in ipairs(job_ids) do
          if payloads[k] then
@@ -152,7 +158,9 @@ while dequeued < count and orphans < max_orphans do
             active[#active + 1] = queue_id .. ':' .. job_id
             delivered = delivered + 1
          else
-            -- An orphan: skipped, as the next job of this queue is served instead.
+            -- An orphan: dropped with its requeue count (it is no job any more), and the
+            -- next job of this queue is served instead.
+            redis.pcall('HDEL', job_queue_key .. ':requeues_remaining', job_id)
             orphans = orphans + 1
          end
       end

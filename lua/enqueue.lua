@@ -6,7 +6,7 @@
 -- intervals, one RPUSH and one ready-set check per queue, one update per counter key.
 --
 -- KEYS[1]  reply key (see _replies.lua)
--- KEYS[2]  key prefix P
+-- KEYS[2]  "P:": the key prefix P and ':' (see _replies.lua)
 -- ARGV[1]  now (ms epoch)
 -- ARGV[2..] groups of 6: queue_type, queue_id, job_id, payload, interval, requeue_limit
 --
@@ -20,7 +20,7 @@
 -- pcall: a user whose ACL refuses the channel still enqueues (waiters then find the jobs
 -- by their bounded poll).
 
-local prefix = KEYS[2]
+local prefix = declared_prefix(KEYS[2])
 local now = tonumber(ARGV[1])
 local payload_key = prefix .. ':payload'
 local interval_key = prefix .. ':interval'

@@ -1,7 +1,7 @@
 -- Extend the leases of dequeued jobs: move their expiry in the active set to now + ms.
 --
 -- KEYS[1]  reply key (see _replies.lua)
--- KEYS[2]  key prefix P
+-- KEYS[2]  "P:": the key prefix P and ':' (see _replies.lua)
 -- ARGV[1]  now (ms epoch)
 -- ARGV[2]  ms
 -- ARGV[3..] groups of 4: queue_type, queue_id, job_id, lease (the expiry the caller holds)
@@ -10,7 +10,7 @@
 -- requeued, or requeued and dequeued again (a new lease) is not. Returns one integer per
 -- job: its new lease expiry, or 0 when the lease was lost.
 
-local prefix = KEYS[2]
+local prefix = declared_prefix(KEYS[2])
 local new_expiry = tonumber(ARGV[1]) + tonumber(ARGV[2])
 
 -- Every score is read (and every active set vetted) before anything is written.

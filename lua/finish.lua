@@ -1,11 +1,12 @@
 -- Finish a batch of dequeued jobs (one job is a batch of one), as SharQ 1.3.0's finish.
 --
 -- KEYS[1]  reply key (see _replies.lua)
--- KEYS[2]  key prefix P
+-- KEYS[2]  "P:": the key prefix P and ':' (see _replies.lua)
 -- ARGV     groups of 4: queue_type, queue_id, job_id, lease. A lease of 0 finishes the
 --          job if it is active (SharQ's finish); another lease finishes it only if its
 --          score in the active set is still that lease expiry, that is if the job was not
 --          requeued (and maybe dequeued by another consumer) since the caller got it.
+--          (-1, a Job that holds no lease, matches no score: it finishes nothing.)
 --
 -- Returns one integer per job: 1 finished, 0 not active (unknown, already finished, or
 -- expired and requeued) or, with a lease, held by another delivery; a job named twice is
@@ -16,7 +17,7 @@
 -- active sets before anything is written, then one ZREM per type, one HDEL of payloads,
 -- one HDEL of requeue counts per queue.
 
-local prefix = KEYS[2]
+local prefix = declared_prefix(KEYS[2])
 local payload_key = prefix .. ':payload'
 
 local SLICE = 1000  -- unpack() is limited by Lua's C stack

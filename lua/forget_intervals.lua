@@ -8,15 +8,16 @@
 --
 -- Safe to run twice: it only deletes what is already unused.
 --
--- KEYS[1]  key prefix P
--- KEYS[2]  queue type T
+-- KEYS[1]  "P:": the key prefix P and ':' (declared keys are names under P:*, for ACLs)
+-- KEYS[2]  P:T, the ready set of queue type T
 -- ARGV[1]  now (ms epoch)
 -- ARGV[2]  job_expire_interval (ms)
 -- ARGV[3..] queue ids
 --
 -- Returns how many intervals were deleted.
 
-local prefix, queue_type = KEYS[1], KEYS[2]
+local prefix = string.match(KEYS[1], '^(.+):$') or error('the key prefix must be declared as "P:", not ' .. KEYS[1])
+local queue_type = string.sub(KEYS[2], #KEYS[1] + 1)
 local now, expire_interval = tonumber(ARGV[1]), tonumber(ARGV[2])
 local ready_key = prefix .. ':' .. queue_type
 local deleted = 0

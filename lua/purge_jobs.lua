@@ -1,6 +1,6 @@
 -- Delete the jobs of a job list that clear_queue.lua set aside, `limit` at a time.
 --
--- KEYS[1]  key prefix P
+-- KEYS[1]  "P:": the key prefix P and ':' (declared keys are names under P:*, for ACLs)
 -- KEYS[2]  the set-aside job list, P:.purging:T:Q:<unique>
 -- ARGV[1]  queue type T
 -- ARGV[2]  queue id Q
@@ -11,7 +11,8 @@
 -- is gone it leaves P:.purging. Safe to run twice: it only deletes what is cleared.
 -- Returns 1 while ids remain (call again), 0 when the list is gone.
 
-local prefix, list_key = KEYS[1], KEYS[2]
+local prefix = string.match(KEYS[1], '^(.+):$') or error('the key prefix must be declared as "P:", not ' .. KEYS[1])
+local list_key = KEYS[2]
 local queue_type, queue_id = ARGV[1], ARGV[2]
 local queue = queue_type .. ':' .. queue_id
 local limit = tonumber(ARGV[3])

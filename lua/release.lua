@@ -7,14 +7,14 @@
 -- released together keep their order.
 --
 -- KEYS[1]  reply key (see _replies.lua)
--- KEYS[2]  key prefix P
+-- KEYS[2]  "P:": the key prefix P and ':' (see _replies.lua)
 -- ARGV[1]  now (ms epoch)
 -- ARGV[2..] groups of 4: queue_type, queue_id, job_id, lease (the expiry the caller holds)
 --
 -- Returns one integer per job: 1 released, 0 when the caller's lease was lost (the job was
 -- finished, requeued, or dequeued again by another consumer).
 
-local prefix = KEYS[2]
+local prefix = declared_prefix(KEYS[2])
 local now = tonumber(ARGV[1])
 
 -- Every score is read (and every active set vetted) before anything is written; the

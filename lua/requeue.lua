@@ -12,8 +12,8 @@
 -- that the caller can log or keep it.
 --
 -- KEYS[1]  reply key (see _replies.lua)
--- KEYS[2]  key prefix P
--- KEYS[3]  queue type T
+-- KEYS[2]  "P:": the key prefix P and ':' (see _replies.lua)
+-- KEYS[3]  P:T, the ready set of queue type T
 -- ARGV[1]  now (ms epoch)
 -- ARGV[2]  limit: at most this many expired jobs are handled by this call
 -- ARGV[3]  offset: expired jobs skipped by earlier steps (their queue's keys hold another
@@ -23,8 +23,8 @@
 -- -1 when it is empty), then queue_id, job_id, payload, -1 for each discarded job }, where
 -- `more` is 1 when the limit was reached (call again) and 0 otherwise.
 
-local prefix = KEYS[2]
-local queue_type = KEYS[3]
+local prefix = declared_prefix(KEYS[2])
+local queue_type = string.sub(KEYS[3], #KEYS[2] + 1)
 local now = tonumber(ARGV[1])
 local limit = tonumber(ARGV[2])
 local offset = tonumber(ARGV[3])

@@ -4,7 +4,7 @@ against both transports (Client, and AsyncClient behind a sync facade)."""
 
 import sys
 from pathlib import Path
-from typing import Any, Iterator, List
+from typing import Any, Iterator, List, Optional
 
 import pytest
 import redis
@@ -28,15 +28,18 @@ import time  # noqa: E402
 
 # The injected clock starts at the beginning of the current real minute, plus 1 s: metrics
 # counters expire at absolute Unix times (EXPIREAT), which Redis compares with its own
-# clock, so the fake time must stay near the real one.
-NOW = (time.time_ns() // 1_000_000) // 60_000 * 60_000 + 1000
+# clock, so the fake time must stay near the real one (read when the clock is made: a
+# suite longer than the counters' ten minutes would find them expired at once).
+def minute_now() -> int:
+    """The start of the current real minute, plus 1 s (ms)."""
+    return (time.time_ns() // 1_000_000) // 60_000 * 60_000 + 1000
 
 
 class FakeClock:
     """An injected clock: returns `now` (ms) until told to advance."""
 
-    def __init__(self, now: int = NOW) -> None:
-        self.now = now
+    def __init__(self, now: Optional[int] = None) -> None:
+        self.now = minute_now() if now is None else now
 
     def __call__(self) -> int:
         return self.now

@@ -14,7 +14,7 @@ import pytest
 import redis
 
 from sharq_fast import Client
-from sharq_fast._ops import replied_call
+from sharq_fast._ops import prefix_key, replied_call
 from sharq_fast._processes import wait_until
 from sharq_fast._redis_sentinel import RedisSentinelSet
 from sharq_fast._redis_server import RedisServer
@@ -58,7 +58,7 @@ def _one_enqueue(client: Client) -> bytes:
     bodies, _ = _core.core.enqueue_chunks(
         settings.clock(), ({"queue_id": "q", "job_id": "j", "payload": 1, "interval": 0},), -1, -1, 1
     )
-    command, _token = replied_call(settings, "enqueue", (settings.key_prefix,), bodies[0], 7)
+    command, _token = replied_call(settings, "enqueue", (prefix_key(settings),), bodies[0], 7)
     return command
 
 

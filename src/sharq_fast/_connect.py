@@ -26,7 +26,10 @@ def redis_from(target: Any, asyncio: bool) -> Tuple[Any, bool]:
             return _sentinel.master_client(_sentinel.parse_sentinel_url(target), asyncio), True
         if not target.startswith(_SCHEMES):
             raise BadArgumentException(f"unsupported Redis URL {target!r}: use {_NAMES}")
-        return kind.from_url(target), True
+        try:
+            return kind.from_url(target), True
+        except ValueError as exc:  # redis-py's words for a malformed URL
+            raise BadArgumentException(f"bad Redis URL {target!r}: {exc}") from None
     if isinstance(target, kind):
         return target, False
     name = "AsyncClient" if asyncio else "Client"

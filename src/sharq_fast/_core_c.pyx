@@ -603,6 +603,8 @@ cdef tuple _job_ref(object job, object index, bint need_lease):
         raise bad_argument("lease", index, "must be an int from 0 to 2**53 - 1 (a Job's expires_at).")
     if need_lease and lease == 0:
         raise bad_argument("lease", index, "is 0: the job was not dequeued (no lease to act on).")
+    if lease == 0 and isinstance(job, JOB):
+        lease = -1  # a Job without a lease finishes nothing (see _core_py.job_ref)
     return (queue_type, queue_id, job_id, lease)
 
 

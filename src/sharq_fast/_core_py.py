@@ -297,7 +297,8 @@ def job_ref(job: Any, index: int, need_lease: bool) -> Tuple[str, str, str, int]
     """Validate one reference to a dequeued job and return (queue_type, queue_id, job_id,
     lease): a Job (its lease is its expires_at), a (queue_type, queue_id, job_id, lease)
     tuple, or, when `need_lease` is false, a (queue_type, queue_id, job_id) tuple (lease 0:
-    by id, as SharQ's finish)."""
+    by id, as SharQ's finish). A Job whose expires_at is 0 holds no lease: -1, which no
+    job's score matches."""
     if isinstance(job, Job):
         queue_type, queue_id, job_id, lease = job.queue_type, job.queue_id, job.job_id, job.expires_at
     elif isinstance(job, tuple) and (len(job) == 4 or (len(job) == 3 and not need_lease)):
@@ -314,6 +315,10 @@ def job_ref(job: Any, index: int, need_lease: bool) -> Tuple[str, str, str, int]
         raise bad_argument("lease", index, "must be an int from 0 to 2**53 - 1 (a Job's expires_at).")
     if need_lease and lease == 0:
         raise bad_argument("lease", index, "is 0: the job was not dequeued (no lease to act on).")
+    if lease == 0 and isinstance(job, Job):
+        # A Job that holds no lease (a discarded job of requeue) finishes nothing: by its
+        # ids it would finish a later delivery of the same job id. -1 matches no score.
+        lease = -1
     return queue_type, queue_id, job_id, lease
 
 

@@ -30,6 +30,12 @@ def replied_call(s: Settings, script: str, keys: Sequence[Any], body: bytes, arg
     return head + body + tail, token
 
 
+def prefix_key(s: Settings) -> str:
+    """How scripts are given the key prefix P: as the key name "P:" (every key a script
+    declares is then under P:*, as an ACL user limited to ~P:* needs; lua/_replies.lua)."""
+    return f"{s.key_prefix}:"
+
+
 def replied_evalsha(s: Settings, script: str, keys: Sequence[Any], args: Sequence[Any]) -> Tuple[bytes, int]:
     """replied_call for a script with a few plain arguments."""
     return replied_call(s, script, keys, _core.core.pack_args(args), len(args))
@@ -82,7 +88,7 @@ def check_batching(chunk_size: Any, pipeline_depth: Any) -> int:
 def enqueue(s: Settings, job: Any) -> Op[bool]:
     """Enqueue one job (a dict of enqueue's arguments): True, or False for a duplicate."""
     bodies, _ = _core.core.enqueue_chunks(s.clock(), (job,), s.default_job_requeue_limit, -1, 1)
-    command, token = replied_call(s, "enqueue", (s.key_prefix,), bodies[0], 7)
+    command, token = replied_call(s, "enqueue", (prefix_key(s),), bodies[0], 7)
     replies, reached = replication.split((yield replication.write_round(s, (command,), s.replicas)), s.replicas)
     s.tokens.read((token,))
     queued = not checked(replies[0])
@@ -157,7 +163,7 @@ def _pack_round(s: Settings, batch: List[Any], start: int, chunk_size: int) -> A
         bodies, positions = _core.core.enqueue_chunks(now, batch[:valid], limit, start, chunk_size)
     commands, tokens = [], []
     for body, part in zip(bodies, positions):
-        command, token = replied_call(s, "enqueue", (s.key_prefix,), body, 1 + 6 * len(part))
+        command, token = replied_call(s, "enqueue", (prefix_key(s),), body, 1 + 6 * len(part))
         commands.append(command)
         tokens.append(token)
     return commands, positions, tokens, error
@@ -203,20 +209,29 @@ def dequeue_many(s: Settings, queue_type: Any, count: Any, timeout: Any) -> Op[L
     """Up to `count` jobs in one round trip: what `count` dequeues at the same instant would
     give. With a timeout (seconds), wait for jobs while none is ready: until the next queue's
     ready time, a wake-up from an enqueue, or wait_poll_interval, whichever comes first."""
+    jobs, _ = yield from dequeue_waiting(s, queue_type, count, timeout)
+    return jobs
+
+
+def dequeue_waiting(
+    s: Settings, queue_type: Any, count: Any, timeout: Any, with_length: bool = False
+) -> Op[Tuple[List[Job], int]]:
+    """dequeue_many, and with `with_length` (count 1 only) the length of the job's queue
+    right after, from the same script call (sharq-server answers a dequeue with it)."""
     queue_type_arg(queue_type)
-    int_arg(count, "count", 1, C.MAX_DEQUEUE_COUNT)
+    int_arg(count, "count", 1, 1 if with_length else C.MAX_DEQUEUE_COUNT)
     timeout = seconds(timeout, "timeout", allow_none=True)
     deadline = None if timeout is None else time.monotonic() + timeout
     channel = wake_channel(s, queue_type)
     seen = (yield Watch(channel)) if timeout else 0
     while True:
         now = s.clock()
-        jobs, next_ready = yield from _dequeue_round(s, queue_type, count, now)
+        jobs, next_ready, length = yield from _dequeue_round(s, queue_type, count, now, with_length)
         if jobs or deadline is None:
-            return jobs
+            return jobs, length
         left = deadline - time.monotonic()
         if left <= 0:
-            return jobs
+            return jobs, length
         pause = min(left, s.wait_poll_interval)
         if next_ready >= 0:
             # A queue is rate-limited until next_ready (or was ready and gave nothing:
@@ -225,10 +240,15 @@ def dequeue_many(s: Settings, queue_type: Any, count: Any, timeout: Any) -> Op[L
         seen = yield Wait(channel, seen, pause)
 
 
-def _dequeue_round(s: Settings, queue_type: str, count: int, now: int) -> Op[Tuple[List[Job], int]]:
-    keys = (s.key_prefix, queue_type)
+def _dequeue_round(
+    s: Settings, queue_type: str, count: int, now: int, with_length: bool
+) -> Op[Tuple[List[Job], int, int]]:
+    keys = (prefix_key(s), f"{s.key_prefix}:{queue_type}")  # P:T, the ready set
+    extra = (1,) if with_length else ()
     calls = [
-        replied_evalsha(s, "dequeue", keys, (now, s.job_expire_interval, min(C.MAX_DEQUEUE_PER_CALL, count - done)))
+        replied_evalsha(
+            s, "dequeue", keys, (now, s.job_expire_interval, min(C.MAX_DEQUEUE_PER_CALL, count - done), *extra)
+        )
         for done in range(0, count, C.MAX_DEQUEUE_PER_CALL)
     ]
     try:
@@ -242,13 +262,17 @@ def _dequeue_round(s: Settings, queue_type: str, count: int, now: int) -> Op[Tup
     s.tokens.read([token for _, token in calls])
     jobs: List[Job] = []
     next_ready = -1
+    length = 0
+    first = 3 if with_length else 2  # [next ready, lease expiry, (length,) job fields...]
     error = None
     for reply in replies:
         if isinstance(reply, ResponseError):
             error = error or reply
         else:
             next_ready = reply[0]
-            jobs.extend(_core.core.parse_jobs(reply, queue_type, 2, reply[1]))
+            if with_length:
+                length = reply[2]
+            jobs.extend(_core.core.parse_jobs(reply, queue_type, first, reply[1]))
     if jobs and not replication.confirmed(reached, s.replicas):
         raise replication.error(
             s, "dequeue", list(range(len(jobs))), jobs, s.replicas, reached,
@@ -261,7 +285,7 @@ def _dequeue_round(s: Settings, queue_type: str, count: int, now: int) -> Op[Tup
             done=len(jobs),
             jobs=jobs,
         )
-    return jobs, next_ready
+    return jobs, next_ready, length
 
 
 def dequeue(s: Settings, queue_type: Any, timeout: Any) -> Op[Optional[Job]]:
@@ -295,7 +319,7 @@ def _job_ref_rounds(
     for start in starts:
         body = _core.core.pack_job_refs(jobs[start : start + chunk_size], -1 if single else start, need_lease)
         size = min(chunk_size, len(jobs) - start)
-        calls.append(replied_call(s, script, (s.key_prefix,), head + body, len(head_args) + 4 * size))
+        calls.append(replied_call(s, script, (prefix_key(s),), head + body, len(head_args) + 4 * size))
     if not calls:
         return []
     try:

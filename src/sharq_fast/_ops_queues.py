@@ -8,7 +8,7 @@ from redis.exceptions import ResponseError
 
 from . import _constants as C
 from . import _core
-from ._ops import checked, queue_args, queue_type_arg, replied_evalsha
+from ._ops import checked, prefix_key, queue_args, queue_type_arg, replied_evalsha
 from ._rounds import Op, Round
 from ._settings import Settings
 from .exceptions import BadArgumentException, BatchError, OutcomeUnknownError
@@ -56,7 +56,7 @@ def requeue_pass(s: Settings) -> Op[Tuple[RequeueResult, Optional[int]]]:
     pending = sorted(raw.decode() for raw in checked(active_types))
     while pending:
         calls = [
-            replied_evalsha(s, "requeue", (prefix, queue_type), (now, C.REQUEUE_BATCH, offsets.get(queue_type, 0)))
+            replied_evalsha(s, "requeue", (f"{prefix}:", f"{prefix}:{queue_type}"), (now, C.REQUEUE_BATCH, offsets.get(queue_type, 0)))
             for queue_type in pending
         ]
         try:
@@ -85,7 +85,7 @@ def requeue_pass(s: Settings) -> Op[Tuple[RequeueResult, Optional[int]]]:
         # Discarded jobs by queue type, then in the order each type's steps found them.
         result.discarded = [job for queue_type in sorted(discards) for job in discards[queue_type]]
     forgets = [
-        evalsha(s, "forget_intervals", (prefix, queue_type), (now, s.job_expire_interval, *sorted(queue_ids)))
+        evalsha(s, "forget_intervals", (f"{prefix}:", f"{prefix}:{queue_type}"), (now, s.job_expire_interval, *sorted(queue_ids)))
         for queue_type, queue_ids in emptied.items()
         if queue_ids
     ]
@@ -114,7 +114,7 @@ def clear_queue(s: Settings, queue_type: Any, queue_id: Any, purge_all: bool) ->
     queue_args(queue_type, queue_id)
     set_aside = f"{s.key_prefix}:.purging:{queue_type}:{queue_id}:{uuid.uuid4().hex}"
     call, token = replied_evalsha(
-        s, "clear_queue", (s.key_prefix, set_aside), (queue_type, queue_id, int(bool(purge_all)))
+        s, "clear_queue", (prefix_key(s), set_aside), (queue_type, queue_id, int(bool(purge_all)))
     )
     (reply,) = yield Round((call,))
     s.tokens.read((token,))
@@ -127,7 +127,7 @@ def clear_queue(s: Settings, queue_type: Any, queue_id: Any, purge_all: bool) ->
 def purge_set_aside(s: Settings, key: str) -> Op[None]:
     """Delete the jobs of a job list clear_queue set aside (P:.purging:T:Q:<unique>)."""
     queue_type, queue_id, _ = key[len(s.key_prefix) + len(":.purging:") :].split(":", 2)
-    call = evalsha(s, "purge_jobs", (s.key_prefix, key), (queue_type, queue_id, C.PURGE_BATCH))
+    call = evalsha(s, "purge_jobs", (prefix_key(s), key), (queue_type, queue_id, C.PURGE_BATCH))
     while checked((yield Round((call,)))[0]):
         pass
 

@@ -18,6 +18,7 @@ redis-py's SentinelManagedConnection turns into a ConnectionError ("The previous
 now a slave"): the round goes again on a new connection, to the master the sentinels name.
 """
 
+import ssl
 import time
 from typing import Any, List, Optional, Sequence
 
@@ -51,7 +52,20 @@ BACKOFF = (0.0, 0.02, 0.05, 0.1, 0.2, 0.25)
 
 def is_connection_error(exc: BaseException) -> bool:
     """True for a failure of the connection that a new connection may not meet."""
-    return isinstance(exc, CONNECTION_ERRORS) and not isinstance(exc, FINAL_ERRORS)
+    return isinstance(exc, CONNECTION_ERRORS) and not isinstance(exc, FINAL_ERRORS) and not _certificate_refused(exc)
+
+
+def _certificate_refused(exc: BaseException) -> bool:
+    """True when TLS refused the server's certificate (wrong CA, host name): a new
+    connection meets that again, so it is raised at once, not after retry_for."""
+    seen: Optional[BaseException] = exc
+    for _ in range(5):  # redis-py wraps the ssl error in its ConnectionError
+        if seen is None:
+            return False
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def needs_resend(reply: Any) -> bool:

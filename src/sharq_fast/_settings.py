@@ -65,7 +65,12 @@ class Settings:
         self.key_prefix = key_prefix
         self.job_expire_interval = positive_ms(job_expire_interval, "job_expire_interval")
         self.job_requeue_interval = positive_ms(job_requeue_interval, "job_requeue_interval")
-        self.default_job_requeue_limit = _core.core.check_requeue_limit(default_job_requeue_limit)
+        try:
+            self.default_job_requeue_limit = _core.core.check_requeue_limit(default_job_requeue_limit)
+        except BadArgumentException as exc:  # named as the setting, not as enqueue's argument
+            raise BadArgumentException(
+                f"`default_job_requeue_limit` {exc.message.split('` ', 1)[1]}", field="default_job_requeue_limit"
+            ) from None
         if clock is not None and not callable(clock):
             raise BadArgumentException("`clock` must be a function returning ms since the epoch.", field="clock")
         self.clock: Clock = clock or epoch_ms

@@ -15,6 +15,8 @@ import threading
 import time
 from typing import Any, Dict, List
 
+from redis.exceptions import NoPermissionError
+
 log = logging.getLogger("sharq_fast.waker")
 
 #: How long the listener blocks between looks at its closed flag (seconds).
@@ -40,6 +42,14 @@ def _backoff(failures: int, exc: BaseException, known: Dict[str, int]) -> float:
     return min(0.05 * 2**failures, 1.0)
 
 
+def refused(exc: NoPermissionError, pattern: str) -> NoPermissionError:
+    """The error of a user whose ACL refuses the wake-up channels: what to change."""
+    return NoPermissionError(
+        f"{exc}: a dequeue with a timeout listens for wake-ups on the channels {pattern}; allow them "
+        f"to this Redis ACL user (&{pattern}), or dequeue without a timeout"
+    )
+
+
 class Waker:
     """The wake-up counts of one sync client: a pub/sub connection read by a daemon thread."""
 
@@ -49,14 +59,18 @@ class Waker:
         self._cond = threading.Condition()
         self._closed = False
         self._pubsub = redis_client.pubsub()
-        self._pubsub.psubscribe(pattern)
-        deadline = time.monotonic() + 10
-        while True:  # listening from here on: no wake-up after this returns is missed
-            message = self._pubsub.get_message(timeout=1.0)
-            if message is not None and message["type"] == "psubscribe":
-                break
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"no confirmation of PSUBSCRIBE {pattern} from Redis")
+        try:
+            self._pubsub.psubscribe(pattern)
+            deadline = time.monotonic() + 10
+            while True:  # listening from here on: no wake-up after this returns is missed
+                message = self._pubsub.get_message(timeout=1.0)
+                if message is not None and message["type"] == "psubscribe":
+                    break
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"no confirmation of PSUBSCRIBE {pattern} from Redis")
+        except NoPermissionError as exc:
+            self._pubsub.close()
+            raise refused(exc, pattern) from None
         self._thread = threading.Thread(target=self._listen, name="sharq-waker", daemon=True)
         self._thread.start()
 
@@ -122,14 +136,18 @@ class AsyncWaker:
     async def start(self) -> None:
         """Subscribe (confirmed) and start listening."""
         self._pubsub = self._redis.pubsub()
-        await self._pubsub.psubscribe(self._pattern)
-        deadline = time.monotonic() + 10
-        while True:
-            message = await self._pubsub.get_message(timeout=1.0)
-            if message is not None and message["type"] == "psubscribe":
-                break
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"no confirmation of PSUBSCRIBE {self._pattern} from Redis")
+        try:
+            await self._pubsub.psubscribe(self._pattern)
+            deadline = time.monotonic() + 10
+            while True:
+                message = await self._pubsub.get_message(timeout=1.0)
+                if message is not None and message["type"] == "psubscribe":
+                    break
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"no confirmation of PSUBSCRIBE {self._pattern} from Redis")
+        except NoPermissionError as exc:
+            await self._pubsub.aclose()
+            raise refused(exc, self._pattern) from None
         self._task = asyncio.ensure_future(self._listen())
 
     def count(self, channel: str) -> int:

@@ -129,8 +129,11 @@ class Target:
         conn = self.make_redis()
         try:
             node = conn.get_default_node().redis_connection if self.cluster else conn
-            info = node.info("server")
-            self.redis_version = info.get("redis_version", "?")
+            try:
+                info = node.info("server")
+                self.redis_version = info.get("redis_version", "?")
+            except redis.ResponseError:  # an answer all the same (an ACL user without INFO)
+                self.redis_version = "?"
         except redis.RedisError as exc:
             self.close()
             raise CliError(f"cannot reach {self.describe}: {exc}") from None
@@ -725,6 +728,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """The console script. Returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    # An empty value is a mistake (an unset variable in `--url "$REDIS_URL"`), not a wish for
+    # the default: that would silently work on another Redis, or another key prefix.
+    for option in ("url", "key_prefix", "config"):
+        if getattr(args, option, None) == "":
+            parser.error(f"--{option.replace('_', '-')} is empty")
     if getattr(args, "modes", None):
         bad = [m for m in args.modes if m not in ("single", "batch")]
         if bad:

@@ -15,6 +15,7 @@ from typing import Any, Callable, Optional
 
 from ._rounds import Op
 from ._settings import Settings
+from .exceptions import BadArgumentException
 from .types import Job, RequeueResult
 
 log = logging.getLogger("sharq_fast.requeuer")
@@ -46,6 +47,8 @@ class Schedule:
     """The requeuer's rounds and pauses, without I/O or threads."""
 
     def __init__(self, settings: Settings, on_discard: Optional[Callable[[Job], None]] = None) -> None:
+        if on_discard is not None and not callable(on_discard):
+            raise BadArgumentException("`on_discard` must be a function taking a discarded Job.", field="on_discard")
         self.settings = settings
         self.on_discard = on_discard
         self.token = uuid.uuid4().hex

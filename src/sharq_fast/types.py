@@ -12,7 +12,9 @@ class Job(msgspec.Struct):
     ``expires_at`` is the job's score in the active set when it was dequeued: finish_many,
     extend and release act on a Job only while that is still its lease, never on a later
     delivery of the same job to another consumer. It is 0 for jobs that are not active
-    (the discarded jobs of requeue)."""
+    (the discarded jobs of requeue): such a Job holds no lease, so finish_many answers
+    False for it (a (queue_type, queue_id, job_id) tuple finishes by ids), and extend and
+    release refuse it."""
 
     queue_type: str
     queue_id: str

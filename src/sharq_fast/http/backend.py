@@ -6,16 +6,13 @@ deep_status, enqueue_many, dequeue_many(timeout=), finish_many; start_requeuer()
 stop_requeuer(), close()), plus, where the client allows it, ``length_dequeuer`` below.
 """
 
-import time
 from typing import Any, Awaitable, Callable, Dict, Optional, Tuple
 
-from .. import _core
-from .._ops import checked, queue_type_arg, replied_evalsha, wake_channel
-from .._rounds import Op, Round, Wait, Watch
-from .._settings import Settings, seconds
+from .._ops import dequeue_waiting
+from .._rounds import Op
+from .._settings import Settings
 from .._transport_aio import AsyncTransport
 from ..aio import AsyncClient
-from ..exceptions import OutcomeUnknownError
 from ..types import Job
 from .settings import ServerSettings
 
@@ -38,11 +35,11 @@ def make_client(settings: ServerSettings) -> Any:
 def length_dequeuer(client: Any) -> Optional[LengthDequeue]:
     """For an AsyncClient on one Redis node: a coroutine function that takes a job and
     tells the length of its queue right after, in ONE script call (sharq-server answers a
-    dequeue with that length: ``dequeue_with_length``). None for any other client (or one
-    that must wait for replicas): the app then asks dequeue, then queue_length."""
+    dequeue with that length: ``dequeue_with_length``). None for any other client: the app
+    then asks dequeue, then queue_length."""
     transport = getattr(client, "_transport", None)
     settings = getattr(client, "settings", None)
-    if type(transport) is not AsyncTransport or getattr(settings, "replicas", None):
+    if type(transport) is not AsyncTransport:
         return None
 
     def dequeue(queue_type: str, timeout: Optional[float] = None) -> Awaitable[Tuple[Optional[Job], int]]:
@@ -53,31 +50,7 @@ def length_dequeuer(client: Any) -> Optional[LengthDequeue]:
 
 def dequeue_with_length(s: Settings, queue_type: Any, timeout: Any) -> Op[Tuple[Optional[Job], int]]:
     """The operation of length_dequeuer: ``_ops.dequeue`` (one job; with a timeout, waiting
-    for a wake-up, the next ready time or the poll interval, as it does), with dequeue.lua's
-    ARGV[4] set, so that its reply also holds the length of the job's queue after it."""
-    queue_type_arg(queue_type)
-    timeout = seconds(timeout, "timeout", allow_none=True)
-    deadline = None if timeout is None else time.monotonic() + timeout
-    channel = wake_channel(s, queue_type)
-    seen = (yield Watch(channel)) if timeout else 0
-    while True:
-        now = s.clock()
-        call, token = replied_evalsha(s, "dequeue", (s.key_prefix, queue_type), (now, s.job_expire_interval, 1, 1))
-        try:
-            (reply,) = yield Round((call,))
-        except OutcomeUnknownError as exc:
-            raise OutcomeUnknownError(
-                f"{exc}; dequeue: if Redis ran it, the job it took is active and comes back "
-                "by requeue after job_expire_interval"
-            ) from exc
-        s.tokens.read((token,))
-        reply = checked(reply)  # [next ready time, lease expiry, length, job fields...]
-        if len(reply) > 3:
-            return _core.core.parse_jobs(reply, queue_type, 3, reply[1])[0], reply[2]
-        left = 0.0 if deadline is None else deadline - time.monotonic()
-        if left <= 0:
-            return None, 0
-        pause = min(left, s.wait_poll_interval)
-        if reply[0] >= 0:  # a queue is rate-limited until then (or gave only orphans)
-            pause = min(pause, max((reply[0] - now) / 1000, 0.001))
-        seen = yield Wait(channel, seen, pause)
+    as it does), with dequeue.lua's ARGV[4] set, so that its reply also holds the length of
+    the job's queue after it."""
+    jobs, length = yield from dequeue_waiting(s, queue_type, 1, timeout, with_length=True)
+    return (jobs[0] if jobs else None), length

@@ -19,7 +19,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
 import msgspec
 
 from .._core import core
-from .._settings import positive_ms
+from .._settings import positive_ms, seconds
 from ..exceptions import BadArgumentException
 from ..types import EnqueueResult, GlobalMetrics, Job, QueueMetrics, QueueTypeMetrics
 from .proxy_errors import (
@@ -58,10 +58,14 @@ class _Call(msgspec.Struct):
     timeout: Optional[float] = None
 
 
-def _check_ids(queue_type: Any, queue_id: Any = None, job_id: Any = None) -> None:
-    if job_id is not None:
+_NOT_GIVEN: Any = object()
+
+
+def _check_ids(queue_type: Any, queue_id: Any = _NOT_GIVEN, job_id: Any = _NOT_GIVEN) -> None:
+    # (None is a bad id, not a missing one: it would go into the path as "None".)
+    if job_id is not _NOT_GIVEN:
         core.check_identifier(job_id, "job_id")
-    if queue_id is not None:
+    if queue_id is not _NOT_GIVEN:
         core.check_identifier(queue_id, "queue_id")
     core.check_identifier(queue_type, "queue_type")
 
@@ -89,6 +93,13 @@ def _ref(queue_type: str, queue_id: str, job_id: str, lease: int) -> Dict[str, A
     return ref
 
 
+def _by_ids(job: Any) -> Any:
+    """A Job whose lease the server did not tell (expires_at 0) as its ids; else `job`."""
+    if isinstance(job, Job) and not job.expires_at:
+        return (job.queue_type, job.queue_id, job.job_id)
+    return job
+
+
 def _counts(raw: Dict[str, Any]) -> Dict[int, int]:
     return {int(minute): int(raw[minute]) for minute in sorted(raw, key=int, reverse=True)}
 
@@ -104,6 +115,7 @@ class _Calls:
         _check_ids(queue_type, queue_id, job_id)
         if requeue_limit is not None:
             core.check_requeue_limit(requeue_limit)
+        core.encode_payload(payload)  # refused as Client refuses it (JSON would take a set, a date...)
         body: Dict[str, Any] = {"job_id": job_id, "payload": payload, "interval": interval}
         if requeue_limit is not None:
             body["requeue_limit"] = requeue_limit
@@ -206,6 +218,7 @@ class _Calls:
 
     def _dequeue_many(self, queue_type: str, count: int, wait: Optional[float]) -> _Call:
         core.check_identifier(queue_type, "queue_type")
+        seconds(wait, "timeout", allow_none=True)
         if isinstance(count, bool) or not isinstance(count, int) or count < 1:
             raise BadArgumentException("`count` must be an int >= 1.", field="count")
 
@@ -220,8 +233,9 @@ class _Calls:
         return _Call("GET", f"/batch/dequeue/{queue_type}/", parse, params=params, timeout=wait)
 
     def _finish_many(self, jobs: Iterable[Any]) -> _Call:
-        # A Job with a lease (from dequeue_many) is finished only under that lease.
-        items = [_ref(*core.job_ref(job, i, False)) for i, job in enumerate(jobs)]
+        # A Job with a lease (from dequeue_many) is finished only under that lease; one from
+        # sharq-server's dequeue route, whose answer tells no lease, by its ids.
+        items = [_ref(*core.job_ref(_by_ids(job), i, False)) for i, job in enumerate(jobs)]
         return _Call("POST", "/batch/finish/", _successes, _encode({"jobs": items}))
 
     def _extend_many(self, jobs: Iterable[Job], ms: int) -> _Call:
@@ -336,6 +350,7 @@ class ProxyClient(_Calls):
 
     def dequeue(self, queue_type: str = "default", timeout: Optional[float] = None) -> Optional[Job]:
         """A Job, or None when no queue is ready (after up to `timeout` seconds)."""
+        seconds(timeout, "timeout", allow_none=True)
         if not timeout:
             return self._do(self._dequeue(queue_type, None))
         if self.server_waits():
@@ -363,6 +378,7 @@ class ProxyClient(_Calls):
 
     def queue_length(self, queue_type: str, queue_id: str) -> int:
         """How many jobs wait in a queue (from its metrics)."""
+        _check_ids(queue_type, queue_id)
         return self.metrics(queue_type, queue_id).queue_length
 
     def clear_queue(self, queue_type: str, queue_id: str, purge_all: bool = False) -> bool:
@@ -456,6 +472,7 @@ class AsyncProxyClient(_Calls):
 
     async def dequeue(self, queue_type: str = "default", timeout: Optional[float] = None) -> Optional[Job]:
         """See ProxyClient.dequeue."""
+        seconds(timeout, "timeout", allow_none=True)
         if not timeout:
             return await self._do(self._dequeue(queue_type, None))
         if await self.server_waits():
@@ -484,6 +501,7 @@ class AsyncProxyClient(_Calls):
 
     async def queue_length(self, queue_type: str, queue_id: str) -> int:
         """See ProxyClient.queue_length."""
+        _check_ids(queue_type, queue_id)
         return (await self.metrics(queue_type, queue_id)).queue_length
 
     async def clear_queue(self, queue_type: str, queue_id: str, purge_all: bool = False) -> bool:
