@@ -165,16 +165,51 @@ def test_calls_of_one_turn_share_a_write(redis_server_url: str, r: redis.Redis, 
     async def scenario() -> None:
         async with AsyncClient(redis_server_url, clock=clock) as client:
             await client.deep_status()
-            conn = client._transport._pipeline._conn
-            send = conn.send_packed_command
+            stream = client._transport._pipeline._conn._writer  # what the pipeline writes to
+            write = stream.write
 
-            async def counted(command, check_health=True):
-                writes.append(len(command))
-                return await send(command, check_health=check_health)
+            def counted(data):
+                writes.append(len(data))
+                return write(data)
 
-            monkeypatch.setattr(conn, "send_packed_command", counted)
+            monkeypatch.setattr(stream, "write", counted)
             results = await asyncio.gather(*(client.enqueue(**job("t", f"q{i}", "j")) for i in range(100)))
             assert results == [True] * 100
 
     asyncio.run(scenario())
     assert 1 <= len(writes) <= 3, writes  # one, or a few on a slow turn; never one per call
+
+
+def test_no_reply_within_socket_timeout_breaks_the_connection(redis_server_url: str, r: redis.Redis, clock):
+    """Replies are read without a timer each; a watchdog breaks the connection when none
+    came for socket_timeout seconds. The round is resent on a new connection (retry_for)
+    and, Redis still busy, ends in OutcomeUnknownError; the client then works on."""
+    from sharq_fast import OutcomeUnknownError
+
+    async def scenario() -> None:
+        slow = redis.asyncio.Redis.from_url(redis_server_url, socket_timeout=0.2)
+        staller = redis.asyncio.Redis.from_url(redis_server_url)
+        client = AsyncClient(slow, clock=clock, retry_for=0.1)
+        try:
+            assert await client.enqueue(**job("t", "q1", "before"))
+            stall = asyncio.ensure_future(staller.eval(STALL, 0, 2.0))
+            await asyncio.sleep(0.05)
+            try:
+                await client.enqueue(**job("t", "q1", "during"))
+            except OutcomeUnknownError as exc:
+                # The watchdog's timeout, or (the resend's new connection) redis-py's own.
+                assert "socket_timeout" in str(exc) or "Timeout reading" in str(exc)
+            else:
+                raise AssertionError("the stalled round did not time out")
+            assert not stall.done()  # it timed out while Redis was still busy
+            await stall
+            # The timed-out call ran once Redis was free: a resend gets its answer from
+            # the reply cache; the connection in use is a new one.
+            assert await client.queue_length("t", "q1") == 2
+            assert [j.job_id for j in await client.dequeue_many("t", 5)] == ["before", "during"]
+        finally:
+            await client.close()
+            await slow.aclose()
+            await staller.aclose()
+
+    asyncio.run(scenario())
