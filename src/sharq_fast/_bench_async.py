@@ -17,8 +17,10 @@ Redis commands/s and no measurable CPU.
 """
 
 import asyncio
-import multiprocessing
+import json
 import statistics
+import subprocess
+import sys
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
@@ -179,18 +181,101 @@ def _async_phases(
     return results
 
 
-# -- wake-up latency ------------------------------------------------------------------------
+# -- processes of their own -------------------------------------------------------------------
+#
+# `python -m sharq_fast._bench_async ROLE JSON`: a producer or an idle consumer. It says
+# "ready" on stdout once connected (and listening), starts at a line on stdin, and prints
+# its report (JSON) at the end.
 
 
-def _producer(spec: Dict[str, Any], prefix: str, samples: int, gap: float, start: Any) -> None:
-    """(A process of its own.) Enqueue `samples` jobs, `gap` s apart, each carrying the
-    CLOCK_MONOTONIC time its enqueue call began."""
-    start.wait(60)
+def _child(role: str, args: Dict[str, Any]) -> Dict[str, Any]:
+    spec, prefix = args["spec"], args["prefix"]
+    with use_core(available_cores()[args["core"]]):
+        if role == "producer":
+            return _producer(spec, prefix, args["samples"], args["gap"])
+        if args["transport"] == "sync":
+            return _idle_sync(spec, prefix, args["seconds"])
+        return asyncio.run(_idle_async(spec, prefix, args["seconds"]))
+
+
+def _ready_then_wait() -> None:
+    print("ready", flush=True)
+    sys.stdin.readline()
+
+
+def _producer(spec: Dict[str, Any], prefix: str, samples: int, gap: float) -> Dict[str, Any]:
+    """Enqueue `samples` jobs, `gap` s apart, each carrying the CLOCK_MONOTONIC time its
+    enqueue call began."""
     with Client(sync_redis(spec), key_prefix=prefix, job_expire_interval=BENCH_JOB_EXPIRE_MS) as client:
+        client._owns_redis = True
+        client.load_scripts()
+        _ready_then_wait()
         for i in range(samples):
             time.sleep(gap)
             client.enqueue(queue_type=WAIT_QUEUE_TYPE, queue_id=f"w{i % 10}", job_id=f"w{i}",
                            payload={"t0": time.monotonic()}, interval=0)
+    return {"enqueued": samples}
+
+
+def _idle_sync(spec: Dict[str, Any], prefix: str, seconds: float) -> Dict[str, Any]:
+    with Client(sync_redis(spec), key_prefix=prefix) as client:
+        client._owns_redis = True
+        client.dequeue(WAIT_QUEUE_TYPE, timeout=0.01)  # listening from here on
+        _ready_then_wait()
+        cpu, wall = time.process_time(), time.monotonic()
+        while time.monotonic() - wall < seconds:
+            client.dequeue(WAIT_QUEUE_TYPE, timeout=seconds - (time.monotonic() - wall))
+        return {"cpu": time.process_time() - cpu, "wall": time.monotonic() - wall}
+
+
+async def _idle_async(spec: Dict[str, Any], prefix: str, seconds: float) -> Dict[str, Any]:
+    async with AsyncClient(async_redis(spec), key_prefix=prefix) as client:
+        client._owns_redis = True
+        await client.dequeue(WAIT_QUEUE_TYPE, timeout=0.01)
+        _ready_then_wait()  # blocks the loop, which has nothing to do yet
+        cpu, wall = time.process_time(), time.monotonic()
+        while time.monotonic() - wall < seconds:
+            await client.dequeue(WAIT_QUEUE_TYPE, timeout=seconds - (time.monotonic() - wall))
+        return {"cpu": time.process_time() - cpu, "wall": time.monotonic() - wall}
+
+
+class _Children:
+    """Processes running _child: started together, told to go together, reports read."""
+
+    def __init__(self, role: str, args: Sequence[Dict[str, Any]]) -> None:
+        self.procs = [
+            subprocess.Popen([sys.executable, "-m", "sharq_fast._bench_async", role, json.dumps(a)],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            for a in args
+        ]
+
+    def wait_ready(self) -> None:
+        for proc in self.procs:
+            if proc.stdout.readline().strip() != "ready":  # type: ignore[union-attr]
+                raise RuntimeError(f"a benchmark process failed to start (exit status {proc.wait()})")
+
+    def go(self) -> None:
+        for proc in self.procs:
+            proc.stdin.write("go\n")  # type: ignore[union-attr]
+            proc.stdin.flush()  # type: ignore[union-attr]
+
+    def reports(self, timeout: float) -> List[Dict[str, Any]]:
+        found = []
+        for proc in self.procs:
+            out, _ = proc.communicate(timeout=timeout)
+            if proc.returncode:
+                raise RuntimeError(f"a benchmark process failed (exit status {proc.returncode})")
+            found.append(json.loads(out.strip().splitlines()[-1]))
+        return found
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+# -- wake-up latency ------------------------------------------------------------------------
 
 
 def wake_latency(
@@ -200,20 +285,18 @@ def wake_latency(
     """Latencies (ms) from the start of an enqueue in another process to a consumer waiting
     in dequeue(timeout=...) holding the job: p50, p99, max."""
     prefix = new_prefix(prefix_base)
-    ctx = multiprocessing.get_context("spawn")
-    start = ctx.Event()
-    producer = ctx.Process(target=_producer, args=(spec, prefix, samples, gap, start), daemon=True)
     bar = Progress(f"wake-up latency, {transport} consumer ({core_name})", samples, progress)
     latencies: List[float] = []
     conn = sync_redis(spec)
-    producer.start()
+    producer = _Children("producer", [{"spec": spec, "prefix": prefix, "core": core_name, "samples": samples, "gap": gap}])
     try:
+        producer.wait_ready()
         with use_core(available_cores()[core_name]):
             if transport == "sync":
                 with Client(sync_redis(spec), key_prefix=prefix, job_expire_interval=BENCH_JOB_EXPIRE_MS) as client:
                     client._owns_redis = True
                     client.dequeue(WAIT_QUEUE_TYPE, timeout=0.01)  # listening from here on
-                    start.set()
+                    producer.go()
                     while len(latencies) < samples:
                         job = client.dequeue(WAIT_QUEUE_TYPE, timeout=30)
                         if job is None:
@@ -221,11 +304,10 @@ def wake_latency(
                         latencies.append(time.monotonic() - job.payload["t0"])
                         bar.update(len(latencies))
             else:
-                asyncio.run(_async_consumer(spec, prefix, samples, start, latencies, bar))
+                asyncio.run(_async_consumer(spec, prefix, samples, producer, latencies, bar))
+        producer.reports(60)
     finally:
-        producer.join(60)
-        if producer.is_alive():
-            producer.kill()
+        producer.stop()
         cleanup(conn, prefix)
         conn.close()
     ms = sorted(1000 * value for value in latencies)
@@ -236,12 +318,12 @@ def wake_latency(
 
 
 async def _async_consumer(
-    spec: Dict[str, Any], prefix: str, samples: int, start: Any, latencies: List[float], bar: Progress
+    spec: Dict[str, Any], prefix: str, samples: int, producer: _Children, latencies: List[float], bar: Progress
 ) -> None:
     async with AsyncClient(async_redis(spec), key_prefix=prefix, job_expire_interval=BENCH_JOB_EXPIRE_MS) as client:
         client._owns_redis = True
         await client.dequeue(WAIT_QUEUE_TYPE, timeout=0.01)
-        start.set()
+        producer.go()
         while len(latencies) < samples:
             job = await client.dequeue(WAIT_QUEUE_TYPE, timeout=30)
             if job is None:
@@ -259,76 +341,53 @@ def percentile(sorted_values: Sequence[float], pct: float) -> float:
 # -- idle waiting consumers -------------------------------------------------------------------
 
 
-def _idle_consumer(
-    spec: Dict[str, Any], prefix: str, core_name: str, transport: str, seconds: float, ready: Any, go: Any, out: Any
-) -> None:
-    """(A process of its own.) Wait on an empty queue type for `seconds`; report the CPU."""
-    with use_core(available_cores()[core_name]):
-        if transport == "sync":
-            with Client(sync_redis(spec), key_prefix=prefix) as client:
-                client.dequeue(WAIT_QUEUE_TYPE, timeout=0.01)
-                ready.put(1)
-                go.wait(120)
-                cpu, wall = time.process_time(), time.monotonic()
-                while time.monotonic() - wall < seconds:
-                    client.dequeue(WAIT_QUEUE_TYPE, timeout=seconds - (time.monotonic() - wall))
-                out.put((time.process_time() - cpu, time.monotonic() - wall))
-        else:
-
-            async def main() -> None:
-                async with AsyncClient(async_redis(spec), key_prefix=prefix) as client:
-                    await client.dequeue(WAIT_QUEUE_TYPE, timeout=0.01)
-                    ready.put(1)
-                    await asyncio.get_running_loop().run_in_executor(None, go.wait, 120)
-                    cpu, wall = time.process_time(), time.monotonic()
-                    while time.monotonic() - wall < seconds:
-                        await client.dequeue(WAIT_QUEUE_TYPE, timeout=seconds - (time.monotonic() - wall))
-                    out.put((time.process_time() - cpu, time.monotonic() - wall))
-
-            asyncio.run(main())
-
-
 def idle_consumers(
     spec: Dict[str, Any], core_name: str, transport: str, *, consumers: int = IDLE_CONSUMERS,
     seconds: float = IDLE_SECONDS, progress: bool = True, prefix_base: str = BENCH_PREFIX_BASE,
 ) -> Dict[str, Any]:
     """Redis commands per second and CPU (% of one core) of each of `consumers` processes
-    waiting in dequeue(timeout=...) on an empty queue type (default wait_poll_interval)."""
+    waiting in dequeue(timeout=...) on an empty queue type (default wait_poll_interval):
+    the commands each sends, and those Redis runs for it (the calls inside its scripts too)."""
     prefix = new_prefix(prefix_base)
-    ctx = multiprocessing.get_context("spawn")
-    ready, out, go = ctx.Queue(), ctx.Queue(), ctx.Event()
-    procs = [
-        ctx.Process(target=_idle_consumer, args=(spec, prefix, core_name, transport, seconds, ready, go, out), daemon=True)
-        for _ in range(consumers)
-    ]
     bar = Progress(f"{consumers} idle {transport} consumers ({core_name})", consumers, progress)
     conn = sync_redis(spec)
+    args = {"spec": spec, "prefix": prefix, "core": core_name, "transport": transport, "seconds": seconds}
+    children = _Children("idle", [args] * consumers)
     try:
-        for proc in procs:
-            proc.start()
-        for _ in procs:
-            ready.get(timeout=120)
+        children.wait_ready()
         time.sleep(0.5)  # the warm-up rounds are over
-        commands0, server0, wall0 = conn.info("stats")["total_commands_processed"], server_cpu(conn), time.monotonic()
-        go.set()
-        reports = [out.get(timeout=seconds + 120) for _ in procs]
+        sent0, executed0 = _commands(conn)
+        server0, wall0 = server_cpu(conn), time.monotonic()
+        children.go()
+        reports = children.reports(seconds + 120)
         wall = time.monotonic() - wall0
-        # Minus this process's own commands: the INFO calls (3 after the first mark).
-        commands = conn.info("stats")["total_commands_processed"] - commands0 - 3
+        sent1, executed1 = _commands(conn)
+        # Minus this process's own commands: INFO, twice after the first mark.
+        sent, executed = sent1 - sent0 - 2, executed1 - executed0 - 2
         server = server_cpu(conn) - server0
     finally:
-        for proc in procs:
-            proc.join(30)
-            if proc.is_alive():
-                proc.kill()
+        children.stop()
         cleanup(conn, prefix)
         conn.close()
-    cpu_pct = [100 * cpu / elapsed for cpu, elapsed in reports]
+    cpu_pct = [100 * r["cpu"] / r["wall"] for r in reports]
     result = {"transport": transport, "core": core_name, "consumers": consumers, "seconds": round(wall, 2),
-              "commands_per_s_each": commands / consumers / wall, "cpu_pct_each": statistics.median(cpu_pct),
+              "commands_per_s_each": sent / consumers / wall, "executed_per_s_each": executed / consumers / wall,
+              "cpu_pct_each": statistics.median(cpu_pct),
               "cpu_pct_max": max(cpu_pct), "server_cpu_pct": 100 * server / wall}
     bar.close(f"{result['commands_per_s_each']:.2f} Redis commands/s and {result['cpu_pct_each']:.3f}% CPU each")
     return result
+
+
+#: Commands a client sends (the others counted by INFO ran inside its scripts).
+_SENT = {"evalsha", "eval", "evalsha_ro", "ping", "psubscribe", "punsubscribe", "subscribe", "unsubscribe", "hello",
+         "select", "auth", "info", "client|setinfo", "client|setname", "script|load"}
+
+
+def _commands(conn: redis.Redis) -> tuple:
+    """(commands clients sent, commands Redis ran: those inside scripts too) so far."""
+    stats = conn.info("commandstats")
+    sent = sum(value["calls"] for key, value in stats.items() if key[len("cmdstat_"):] in _SENT)
+    return sent, sum(value["calls"] for value in stats.values())
 
 
 # -- all of it, and the report -------------------------------------------------------------------
@@ -377,7 +436,8 @@ def checks(rows: Sequence[Dict[str, Any]], cases: Dict[str, Any]) -> List[Dict[s
                       f"(p50 {result['p50_ms']:.2f})", "target": "<= 10 ms", "ok": result["p99_ms"] <= 10})
     for result in cases.get("idle", []):
         found.append({"check": f"{result['consumers']} idle {result['transport']} consumers, each",
-                      "value": f"{result['commands_per_s_each']:.2f} commands/s, {result['cpu_pct_each']:.3f}% CPU",
+                      "value": f"{result['commands_per_s_each']:.2f} commands/s sent ({result['executed_per_s_each']:.1f}"
+                      f" run in scripts too), {result['cpu_pct_each']:.3f}% CPU",
                       "target": "< 5/s, ~0% CPU", "ok": result["commands_per_s_each"] < 5 and result["cpu_pct_each"] < 0.5})
     return found
 
@@ -389,3 +449,7 @@ def format_checks(found: Sequence[Dict[str, Any]]) -> str:
         f"async check: {c['check']:<{width}}  {c['value']}  (target {c['target']}): {'OK' if c['ok'] else 'MISSED'}"
         for c in found
     )
+
+
+if __name__ == "__main__":
+    print(json.dumps(_child(sys.argv[1], json.loads(sys.argv[2]))), flush=True)
