@@ -140,23 +140,50 @@ def test_sharq_style_enqueue_is_found_within_the_poll_interval(make_client, r, c
 
 
 @pytest.fixture
-def no_publish_url(r: redis.Redis, redis_server_url: str):
-    """The test Redis as an ACL user that may run everything but publish (no channels)."""
-    user = f"nopub{os.getpid()}"
-    r.acl_setuser(user, enabled=True, passwords=["+pw"], keys=["*"], commands=["+@all"], reset_channels=True)
-    parts = urlsplit(redis_server_url)
-    yield urlunsplit(parts._replace(netloc=f"{user}:pw@{parts.hostname}:{parts.port}"))
-    r.acl_deluser(user)
+def acl_user(r: redis.Redis, redis_server_url: str):
+    """acl_user(*channels): the URL of the test Redis as an ACL user that may run every
+    command on every key, and use only these channels (patterns)."""
+    users = []
+
+    def make(*channels: str) -> str:
+        user = f"user{os.getpid()}_{len(users)}"
+        r.acl_setuser(user, enabled=True, passwords=["+pw"], keys=["*"], commands=["+@all"], reset_channels=True,
+                      channels=list(channels))
+        users.append(user)
+        parts = urlsplit(redis_server_url)
+        return urlunsplit(parts._replace(netloc=f"{user}:pw@{parts.hostname}:{parts.port}"))
+
+    yield make
+    for user in users:
+        r.acl_deluser(user)
 
 
-def test_enqueue_by_a_user_refused_publish_is_found_by_the_poll(make_client, no_publish_url):
+def test_enqueue_by_a_user_refused_publish_is_found_by_the_poll(make_client, acl_user):
+    producer = make_client(url=acl_user())  # no channel at all
+    patient = make_client(wait_poll_interval=60)
+    thread = later(0.1, enqueue, producer, "j0")
+    job, elapsed = timed(patient.dequeue, timeout=1)
+    thread.join()
+    # The enqueue ran although its PUBLISH was refused; no wake-up came: the job was found
+    # by the last look at the timeout.
+    assert job.job_id == "j0" and elapsed >= 1
     consumer = make_client(wait_poll_interval=0.3)
-    producer = make_client(url=no_publish_url)
     thread = later(0.1, enqueue, producer, "j1")
     job, elapsed = timed(consumer.dequeue, timeout=30)
     thread.join()
-    assert job.job_id == "j1"  # the enqueue ran although its PUBLISH was refused
+    assert job.job_id == "j1"  # found by the poll
     assert elapsed < 0.1 + 0.3 + 3
+
+
+def test_the_wake_channel_is_the_only_permission_waiting_needs(make_client, acl_user):
+    """As the README says: `&P:.wake:*` lets consumers wait and producers wake them."""
+    url = acl_user(f"{P}:.wake:*")
+    consumer = make_client(url=url, wait_poll_interval=60)
+    producer = make_client(url=url)
+    thread = later(0.1, enqueue, producer, "j1")
+    job, elapsed = timed(consumer.dequeue, timeout=30)
+    thread.join()
+    assert job.job_id == "j1" and elapsed < 10
 
 
 # -- timeouts -----------------------------------------------------------------------------
