@@ -67,6 +67,7 @@ class _Pipeline:
         self._reader: Optional["asyncio.Task[None]"] = None
         self._last_read = 0.0  # loop time of the reader's last progress (for the watchdog)
         self._stalled = False  # the watchdog stopped the reader
+        self._watch: Optional[asyncio.TimerHandle] = None
 
     def submit(self, commands: Any) -> "asyncio.Future[List[Any]]":
         """Queue a round; the future gets its replies, or _Lost."""
@@ -118,7 +119,8 @@ class _Pipeline:
         loop = asyncio.get_running_loop()
         timeout = conn.socket_timeout
         self._last_read, self._stalled = loop.time(), False
-        watchdog = loop.call_later(timeout, self._watchdog, timeout) if timeout else None
+        if timeout:
+            self._watch = loop.call_later(timeout, self._watchdog, timeout)
         try:
             while in_flight:
                 entry = in_flight[0]
@@ -139,8 +141,9 @@ class _Pipeline:
             if isinstance(exc, asyncio.CancelledError):
                 raise
         finally:
-            if watchdog is not None:
-                watchdog.cancel()
+            if self._watch is not None:
+                self._watch.cancel()
+                self._watch = None
 
     def _watchdog(self, timeout: float) -> None:
         """Stop the reader when it has waited `timeout` s for a reply; else look again later."""
@@ -153,7 +156,7 @@ class _Pipeline:
             self._stalled = True
             reader.cancel()
         else:
-            loop.call_later(timeout - waited, self._watchdog, timeout)
+            self._watch = loop.call_later(timeout - waited, self._watchdog, timeout)
 
     async def _broken(self, exc: BaseException) -> None:
         """Fail every round written and not answered; queued ones go on a new connection."""
