@@ -44,7 +44,7 @@ def test_cancelled_while_in_flight(redis_server_url: str, r: redis.Redis, clock)
         try:
             await client.enqueue_many([job("deq", "q1", f"d{i}") for i in range(50)])
             await client.enqueue_many([job("lost", "q1", f"l{i}") for i in range(5)])
-            stall = asyncio.ensure_future(staller.eval(STALL, 0, 0.4))
+            stall = asyncio.ensure_future(staller.eval(STALL, 0, 1.0))
             await asyncio.sleep(0.05)  # Redis runs the stall now
             big = asyncio.ensure_future(
                 client.enqueue_many((job("big", f"b{i % 7}", f"b{i}") for i in range(5000)), chunk_size=50, pipeline_depth=2)
