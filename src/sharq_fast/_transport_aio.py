@@ -119,7 +119,7 @@ class _Pipeline:
         loop = asyncio.get_running_loop()
         timeout = conn.socket_timeout
         self._last_read, self._stalled = loop.time(), False
-        if timeout:
+        if timeout and self._watch is None:  # one timer, armed while readers run (not one a read)
             self._watch = loop.call_later(timeout, self._watchdog, timeout)
         try:
             while in_flight:
@@ -140,13 +140,11 @@ class _Pipeline:
             await self._broken(exc)
             if isinstance(exc, asyncio.CancelledError):
                 raise
-        finally:
-            if self._watch is not None:
-                self._watch.cancel()
-                self._watch = None
 
     def _watchdog(self, timeout: float) -> None:
-        """Stop the reader when it has waited `timeout` s for a reply; else look again later."""
+        """Stop the reader when it has waited `timeout` s for a reply; else look again later
+        (while a reader runs: the next reader arms it again)."""
+        self._watch = None
         reader = self._reader
         if reader is None or reader.done():
             return
@@ -174,6 +172,9 @@ class _Pipeline:
 
     async def close(self) -> None:
         """Stop both tasks, fail what is pending, give the connection back."""
+        if self._watch is not None:
+            self._watch.cancel()
+            self._watch = None
         for task in (self._writer, self._reader):
             if task is not None and not task.done():
                 task.cancel()
