@@ -251,6 +251,8 @@ class AsyncTransport:
                 await asyncio.sleep(pause)
                 _, future, _ = self._send(round, attempts)
                 continue
+            if not resend_indexes(replies):  # the usual case: no coroutine for nothing to resend
+                return replies
             return await self._resend_refused(round, replies, attempts)
 
     async def _resend_refused(self, round: Round, replies: List[Any], attempts: Attempts) -> List[Any]:
