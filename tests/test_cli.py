@@ -57,6 +57,7 @@ def test_bench_writes_json_and_chart(r: redis.Redis, redis_server_url: str, core
         [
             "bench", "--url", redis_server_url, "--n", "200", "--queues", "10", "--batch", "50",
             "--cores", _core_name(core), "--scaling-sizes", "100,1000", "--scaling-dequeues", "50",
+            "--wake-samples", "10", "--idle-consumers", "2", "--idle-seconds", "0.5",
             "--out", str(out), "--no-progress",
         ]
     )
@@ -65,9 +66,17 @@ def test_bench_writes_json_and_chart(r: redis.Redis, redis_server_url: str, core
     assert "jobs/s" in printed and "client us/job" in printed and "server us/job" in printed
     document = json.loads((out / "bench.json").read_text())
     workload = [row for row in document["results"] if row["case"] == "workload"]
+    modes = ("single", "batch", "async single", "async single x100", "async batch")
     assert {(row["mode"], row["op"]) for row in workload} == {
-        (mode, op) for mode in ("single", "batch") for op in ("enqueue", "dequeue", "finish")
+        (mode, op) for mode in modes for op in ("enqueue", "dequeue", "finish")
     }
+    # The AsyncClient cases: wake-up latency and idle consumers of both transports, the checks.
+    cases = document["async"]
+    assert [(c["transport"], c["samples"]) for c in cases["latency"]] == [("sync", 10), ("async", 10)]
+    assert all(0 < c["p50_ms"] <= c["p99_ms"] <= c["max_ms"] for c in cases["latency"])
+    assert [(c["transport"], c["consumers"]) for c in cases["idle"]] == [("sync", 2), ("async", 2)]
+    assert all(c["commands_per_s_each"] >= 0 and c["cpu_pct_each"] >= 0 for c in cases["idle"])
+    assert len(cases["checks"]) == 8 and printed.count("async check:") == 8
     assert all(row["jobs"] == 200 and row["jobs_per_s"] > 0 and row["core"] == _core_name(core) for row in workload)
     scaling = [row for row in document["results"] if row["case"] == "scaling"]
     assert sorted(row["ready_queues"] for row in scaling) == [100, 1000]
@@ -81,7 +90,7 @@ def test_bench_private_server_and_core_switch(core: Any, tmp_path: Path) -> None
     """Without --url, bench runs its own redis-server (the compiled core, when built, and the pure one)."""
     done = subprocess.run(
         [sys.executable, "-m", "sharq_fast", "bench", "--n", "100", "--queues", "5", "--no-scaling", "--no-progress",
-         "--modes", "batch", "--out", str(tmp_path)],
+         "--modes", "batch", "--no-async", "--out", str(tmp_path)],
         capture_output=True, text=True, timeout=120, env=_env(core),
     )
     assert done.returncode == 0, done.stderr
@@ -108,7 +117,7 @@ def test_compare(r: redis.Redis, redis_server_url: str, core: Any, peer_python: 
         [
             "compare", "--url", redis_server_url, "--n", "100", "--queues", "10", "--repeat", "2",
             "--cores", _core_name(core), "--scaling-sizes", "100", "--scaling-dequeues", "20",
-            "--out", str(tmp_path), "--no-progress",
+            "--no-async", "--out", str(tmp_path), "--no-progress",
         ]
     )
     printed = capsys.readouterr().out

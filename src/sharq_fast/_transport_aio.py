@@ -8,14 +8,23 @@ cost one round trip per turn instead of 100 (ioredis does this; redis-py does no
 task that is cancelled while its round is in flight has its replies read and dropped;
 a round cancelled before it was written is never written.
 
+Replies are read without redis-py's per-read timeout (a timer set and cancelled for every
+reply cost as much as the rest of a pipelined call), and rounds written to the connection's
+stream directly (its send_packed_command runs each write in a task of its own, for its
+timeout); one watchdog timer instead breaks the connection when no reply came for
+``socket_timeout`` seconds while rounds were in flight (Redis that reads nothing answers
+nothing either).
+
 The retry rule is ``_retry``'s, as on the sync transport.
 """
 
 import asyncio
+import math
 from collections import deque
 from typing import Any, Deque, List, Optional
 
 from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ._ops_queues import load_scripts
 from ._retry import Attempts, is_connection_error, resend_indexes, unconfirmed
@@ -56,6 +65,9 @@ class _Pipeline:
         self._work = asyncio.Event()
         self._writer: Optional["asyncio.Task[None]"] = None
         self._reader: Optional["asyncio.Task[None]"] = None
+        self._last_read = 0.0  # loop time of the reader's last progress (for the watchdog)
+        self._stalled = False  # the watchdog stopped the reader
+        self._watch: Optional[asyncio.TimerHandle] = None
 
     def submit(self, commands: Any) -> "asyncio.Future[List[Any]]":
         """Queue a round; the future gets its replies, or _Lost."""
@@ -92,28 +104,57 @@ class _Pipeline:
             if self._reader is None or self._reader.done():
                 self._reader = asyncio.ensure_future(self._read_loop(conn))
             try:
-                await conn.send_packed_command((b"".join([b"".join(e.commands) for e in batch]),), check_health=False)
+                data = b"".join([b"".join(e.commands) for e in batch])
+                stream = getattr(conn, "_writer", None)
+                if stream is None:
+                    await conn.send_packed_command((data,), check_health=False)
+                else:  # redis-py's stream: its send_packed_command makes a task per write (wait_for)
+                    stream.write(data)
+                    await stream.drain()  # waits only while the socket's buffer is full
             except Exception as exc:
                 await self._broken(exc)
 
     async def _read_loop(self, conn: Any) -> None:
         in_flight = self._in_flight
+        loop = asyncio.get_running_loop()
+        timeout = conn.socket_timeout
+        self._last_read, self._stalled = loop.time(), False
+        if timeout and self._watch is None:  # one timer, armed while readers run (not one a read)
+            self._watch = loop.call_later(timeout, self._watchdog, timeout)
         try:
             while in_flight:
                 entry = in_flight[0]
                 replies = entry.replies
                 while len(replies) < len(entry.commands):
-                    try:
-                        replies.append(await conn.read_response(disable_decoding=True))
+                    try:  # math.inf: no timer per reply (the watchdog's is enough)
+                        replies.append(await conn.read_response(disable_decoding=True, timeout=math.inf))
                     except ResponseError as exc:
                         replies.append(exc)
+                    self._last_read = loop.time()
                 in_flight.popleft()
                 if not entry.future.done():  # a cancelled caller's replies are dropped
                     entry.future.set_result(replies)
         except BaseException as exc:
+            if self._stalled:
+                exc = RedisTimeoutError(f"no reply from Redis in {timeout:g} s (socket_timeout)")
             await self._broken(exc)
             if isinstance(exc, asyncio.CancelledError):
                 raise
+
+    def _watchdog(self, timeout: float) -> None:
+        """Stop the reader when it has waited `timeout` s for a reply; else look again later
+        (while a reader runs: the next reader arms it again)."""
+        self._watch = None
+        reader = self._reader
+        if reader is None or reader.done():
+            return
+        loop = asyncio.get_running_loop()
+        waited = loop.time() - self._last_read
+        if waited >= timeout:
+            self._stalled = True
+            reader.cancel()
+        else:
+            self._watch = loop.call_later(timeout - waited, self._watchdog, timeout)
 
     async def _broken(self, exc: BaseException) -> None:
         """Fail every round written and not answered; queued ones go on a new connection."""
@@ -131,6 +172,9 @@ class _Pipeline:
 
     async def close(self) -> None:
         """Stop both tasks, fail what is pending, give the connection back."""
+        if self._watch is not None:
+            self._watch.cancel()
+            self._watch = None
         for task in (self._writer, self._reader):
             if task is not None and not task.done():
                 task.cancel()
@@ -207,6 +251,8 @@ class AsyncTransport:
                 await asyncio.sleep(pause)
                 _, future, _ = self._send(round, attempts)
                 continue
+            if not resend_indexes(replies):  # the usual case: no coroutine for nothing to resend
+                return replies
             return await self._resend_refused(round, replies, attempts)
 
     async def _resend_refused(self, round: Round, replies: List[Any], attempts: Attempts) -> List[Any]:

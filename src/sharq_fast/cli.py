@@ -83,6 +83,7 @@ class Target:
             self.config = config = read_config(args.config)
             kwargs = dict(config.redis)
             self.make_redis: Callable[[], Any] = lambda: redis_for_config(config, asyncio=False)
+            self.redis_spec: Dict[str, Any] = {"config": args.config}  # for processes of the bench
             where = kwargs.get("unix_socket_path") or f"{kwargs.get('host')}:{kwargs.get('port')}"
             if config.sentinel is not None:
                 hosts = ",".join(f"{host}:{port}" for host, port in config.sentinel.sentinels)
@@ -104,6 +105,7 @@ class Target:
             self.url = url = args.url
             self.cluster = True
             self.make_redis = lambda: cluster_client(url, asyncio=False)
+            self.redis_spec = {"url": url}
             self.describe = f"Redis Cluster at {_redact(url)}"
         else:
             url = args.url
@@ -123,6 +125,7 @@ class Target:
                 raise CliError(f"bad --url {_redact(url)!r}: {exc}") from None
             self.url = url
             self.make_redis = lambda: redis_from(url, asyncio=False)[0]
+            self.redis_spec = {"url": url}
             self.describe = (
                 f"private redis-server {self.server.binary} on port {self.server.port}" if self.private else f"Redis at {_redact(url)}"
             )
@@ -260,6 +263,11 @@ def _report(
     if any(r["impl"] == _bench.BASELINE for r in rows):
         print("redis-py baseline = the round-trip floor, not a queue: enqueue = RPUSH, dequeue = LPOP, finish = INCR "
               f"(single: one command per call; batch: pipelines of {settings['batch']})")
+    if extra and "async" in extra:
+        from ._bench_async import checks, format_checks
+
+        extra["async"]["checks"] = checks(rows, extra["async"])
+        print(format_checks(extra["async"]["checks"]))
     if not target.private:
         print("note: server CPU is INFO cpu of a shared Redis; other clients' load is included")
     if args.out:
@@ -288,6 +296,24 @@ def _settings(args: argparse.Namespace, repeat: int) -> Dict[str, Any]:
     }
 
 
+def _async_runner(args: argparse.Namespace, target: Target, core_name: str, base: str) -> Callable[[int], List[Any]]:
+    from . import _bench_async
+
+    return lambda rep: _bench_async.run_async(
+        target.redis_spec, core_name, n=args.n, queues=args.queues, batch=args.batch, progress=args.progress,
+        rep=rep, prefix_base=base,
+    )
+
+
+def _async_cases(args: argparse.Namespace, target: Target, cores: Sequence[str], base: str) -> Dict[str, Any]:
+    from . import _bench_async
+
+    return _bench_async.run_cases(
+        target.redis_spec, cores, samples=args.wake_samples, consumers=args.idle_consumers, seconds=args.idle_seconds,
+        progress=args.progress, prefix_base=base,
+    )
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from . import _bench, _bench_cluster
 
@@ -306,16 +332,21 @@ def cmd_bench(args: argparse.Namespace) -> int:
                     target.make_redis, core_name, n=args.n, queues=args.queues, batch=args.batch,
                     modes=args.modes, progress=args.progress, rep=rep, prefix_base=base,
                 )
+                if not args.no_async and not target.cluster:
+                    results += _async_runner(args, target, core_name, base)(rep)
             if args.cluster:  # interleaved: both see the same load of this machine
                 results += _bench_cluster.run_on_cluster(args, args.private_cluster.url, cores, base, rep)
         if not args.no_scaling and not target.cluster:
             for rep in range(args.repeat):
                 results += _scaling(args, target, cores, rep)
-        extra, shard_table = None, None
+        extra: Optional[Dict[str, Any]] = None
+        shard_table = None
         if target.cluster or args.cluster:
             cluster = getattr(args, "private_cluster", None)
             extra = _bench_cluster.shard_report(args, cluster.url if cluster is not None else None, target.make_redis)
             shard_table = extra.pop("shard_table")
+        if not args.no_async and not target.cluster:
+            extra = {**(extra or {}), "async": _async_cases(args, target, cores, base)}
         _report(args, "bench", target, results, _settings(args, args.repeat), None, extra)
         if shard_table:
             print(shard_table)
@@ -380,6 +411,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
                     modes=args.modes, progress=args.progress, rep=rep, prefix_base=base,
                 )
             )
+            if not args.no_async:
+                runners.append(_async_runner(args, target, core_name, base))
         if peer_python:
             runners.append(peer_workload)
         if not args.no_baseline:
@@ -398,6 +431,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
             if not args.no_scaling:
                 results += _scaling(args, target, cores, rep, peer_scaling if peer_python else None)
         extra = {"peer": {"requirement": _peer.PEER_REQUIREMENT, "python": peer_python, "versions": versions}} if peer_python else {}
+        if not args.no_async:
+            extra["async"] = _async_cases(args, target, cores, base)
         _report(args, "compare", target, results, _settings(args, args.repeat), _bench.PEER if peer_python else None, extra)
         if versions:
             print(f"peer: sharq {versions.get('sharq')} with msgpack {versions.get('msgpack')} ({versions.get('msgpack_impl')}), "
@@ -626,6 +661,13 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--modes", type=lambda s: [m.strip() for m in s.split(",") if m.strip()], default=["single", "batch"],
                        metavar="single,batch", help="call styles (default both)")
         p.add_argument("--no-scaling", action="store_true", help="skip the ready-queue scaling case")
+        p.add_argument("--no-async", action="store_true", help="skip the AsyncClient cases (single calls by 1 and "
+                       "100 tasks, batches, wake-up latency, idle waiting consumers)")
+        p.add_argument("--wake-samples", type=_positive_int, default=300, metavar="N",
+                       help="enqueues timed to a waiting consumer, per transport (default 300)")
+        p.add_argument("--idle-consumers", type=_positive_int, default=8, metavar="N",
+                       help="idle waiting consumer processes measured (default 8)")
+        p.add_argument("--idle-seconds", type=float, default=5.0, metavar="S", help="how long they are measured (default 5)")
         p.add_argument("--scaling-sizes", type=_int_list, default=[100, 10_000, 100_000], metavar="N,N,N",
                        help="ready queues of the scaling case (default 100,10000,100000)")
         p.add_argument("--scaling-dequeues", type=_positive_int, default=2000, metavar="N",
