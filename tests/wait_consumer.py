@@ -24,21 +24,22 @@ _first_round = [False]
 
 
 def _instrument() -> None:
-    dequeue_many, dequeue_round = _ops.dequeue_many, _ops._dequeue_round
+    # Module globals: dequeue_many calls dequeue_waiting, which calls _dequeue_round.
+    dequeue_waiting, dequeue_round = _ops.dequeue_waiting, _ops._dequeue_round
 
-    def counted_dequeue_many(*args: Any) -> Any:
+    def counted_dequeue_waiting(*args: Any, **kwargs: Any) -> Any:
         _first_round[0] = True
-        return (yield from dequeue_many(*args))
+        return (yield from dequeue_waiting(*args, **kwargs))
 
     def counted_round(*args: Any) -> Any:
-        jobs, next_ready = yield from dequeue_round(*args)
+        jobs, next_ready, length = yield from dequeue_round(*args)
         STATS["rounds"] += 1
         if not jobs and not _first_round[0]:
             STATS["empty_after_wait"] += 1
         _first_round[0] = False
-        return jobs, next_ready
+        return jobs, next_ready, length
 
-    _ops.dequeue_many, _ops._dequeue_round = counted_dequeue_many, counted_round
+    _ops.dequeue_waiting, _ops._dequeue_round = counted_dequeue_waiting, counted_round
 
     sync_wait, async_wait = _waker.Waker.wait, _waker.AsyncWaker.wait
 
