@@ -7,6 +7,8 @@
     sharq-fast requeue [--loop]
     sharq-fast serve   [--host H --port P --workers N] [--auth-token T | --basic-auth U:P]
     sharq-fast bench-http [--n N] [--clients 64] [--workers 1,2] [--out DIR]
+    sharq-fast worker  MODULE:FUNCTION --queue-type T [--concurrency N] [--async] [--processes N]
+    sharq-fast soak    [--jobs N] [--duration S] [--restart-every S] [--kill-every S]
 
 Errors print one line on stderr and exit 1 (2 for bad arguments); set SHARQ_FAST_DEBUG=1
 for tracebacks. The CLI itself needs the standard library only (matplotlib, optional, for
@@ -630,6 +632,46 @@ def cmd_bench_http(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_worker(args: argparse.Namespace) -> int:
+    from .consumer import worker
+
+    target = Target(args, allow_private=False)  # "cannot reach Redis" now, not in N processes later
+    target.close()
+    settings: Dict[str, Any] = {}
+    if args.key_prefix:
+        settings["key_prefix"] = args.key_prefix
+    if args.job_expire_interval:
+        settings["job_expire_interval"] = args.job_expire_interval
+    try:
+        options = worker.WorkerOptions(
+            handler=args.handler, queue_types=worker.parse_queue_types(args.queue_type),
+            redis={"config": args.config} if args.config else {"url": target.url}, client_settings=settings,
+            use_async=args.use_async, concurrency=args.concurrency, processes=args.processes,
+            dead_letter=args.dead_letter, grace_period=args.grace_period, job_timeout=args.job_timeout,
+            retry_backoff=args.retry_backoff, requeuer=not args.no_requeuer, status=args.status,
+            log_every=args.log_every,
+        )
+        return worker.run_worker(options, level=args.log_level.upper())
+    except worker.WorkerError as exc:
+        raise CliError(str(exc)) from None
+
+
+def cmd_soak(args: argparse.Namespace) -> int:
+    from . import _soak
+
+    return _soak.main_from_args(args)
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected seconds >= 0, got {text!r}")
+    return value
+
+
 # -- parser ------------------------------------------------------------------------------------
 
 
@@ -763,6 +805,49 @@ def build_parser() -> argparse.ArgumentParser:
                             "(default $SHARQ_FAST_SHARQ_SERVER_VENV or ~/.cache/sharq-fast/sharq-server-0.2.0)")
     bench_http.add_argument("--out", metavar="DIR", help="write bench-http.json there")
     bench_http.set_defaults(func=cmd_bench_http)
+
+    work = sub.add_parser("worker", parents=[common], help="run a handler over queue types (Consumer / AsyncConsumer)",
+                          description="Import MODULE:FUNCTION (a function taking a Job; returning finishes the job, "
+                          "raising retries it) and run it over the queue types with a Consumer (threads) or, for an "
+                          "async def handler, an AsyncConsumer. SIGTERM/SIGINT drains (no new jobs, running ones get "
+                          "the grace period, fetched ones are released); a second signal stops at once.")
+    work.add_argument("handler", metavar="MODULE:FUNCTION", help="the handler, e.g. myapp.tasks:handle (the current "
+                      "directory is importable)")
+    work.add_argument("--queue-type", action="append", required=True, metavar="T[=WEIGHT]",
+                      help="a queue type to serve (repeat for several; =WEIGHT serves them weighted)")
+    work.add_argument("--concurrency", type=_positive_int, metavar="N",
+                      help="jobs run at once per process (default: 1 thread; 100 tasks with --async)")
+    work.add_argument("--async", dest="use_async", action="store_true",
+                      help="run an async def handler with AsyncConsumer (implied by an async def handler)")
+    work.add_argument("--processes", type=_positive_int, default=1, metavar="N",
+                      help="consumer processes, each with its own connection (default 1); none is restarted")
+    work.add_argument("--dead-letter", metavar="T2", help="queue type that jobs out of retries move to")
+    work.add_argument("--grace-period", type=_seconds, default=30.0, metavar="S",
+                      help="seconds running jobs get to finish after SIGTERM (default 30)")
+    work.add_argument("--job-timeout", type=_seconds, metavar="S", help="a job running longer fails (default: none)")
+    work.add_argument("--retry-backoff", type=_seconds, default=0.0, metavar="S",
+                      help="seconds before a failed job is retried (default 0: at once)")
+    work.add_argument("--no-requeuer", action="store_true",
+                      help="do not run the requeuer here (run `sharq-fast requeue --loop` somewhere)")
+    status = work.add_mutually_exclusive_group()
+    status.add_argument("--status", dest="status", action="store_true", default=None,
+                        help="a live status line on stdout (default: when stdout is a terminal)")
+    status.add_argument("--no-status", dest="status", action="store_false", help="no live status line: log lines")
+    work.add_argument("--log-every", type=_seconds, default=10.0, metavar="S",
+                      help="seconds between status log lines without a live line (default 10)")
+    work.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    work.set_defaults(func=cmd_worker)
+
+    soak = sub.add_parser("soak", help="crash and restart soak: producers, 8 consumers, SIGKILLs, Redis restarts",
+                          description="Start a private redis-server (AOF, appendfsync always), producers "
+                          "(enqueue_many) and consumer processes (Consumer) that are SIGKILLed and restarted every "
+                          "few seconds while Redis is restarted every --restart-every seconds; then check that every "
+                          "job was finished exactly once, none lost, redeliveries only after an expired lease, and "
+                          "no queue's interval violated. Exit 1 if a check fails.")
+    from ._soak import add_arguments
+
+    add_arguments(soak)
+    soak.set_defaults(func=cmd_soak)
     return parser
 
 

@@ -1,0 +1,232 @@
+"""`sharq-fast worker` end to end: the command runs in a subprocess against the suite's
+private redis-server with handlers from tests/worker_handlers.py, which log each job they
+start and finish to a file. Real processes, real signals (SIGTERM drains, SIGKILL loses
+nothing after the lease)."""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Dict, List, Optional, Set
+
+import pytest
+import redis
+
+from sharq_fast import Client
+
+pytestmark = [pytest.mark.compiled_core_only, pytest.mark.single_node]
+
+TESTS = Path(__file__).parent
+QUEUE_TYPE = "wt"
+
+
+class Worker:
+    """A `python -m sharq_fast worker ...` subprocess and its handler log."""
+
+    def __init__(self, url: str, prefix: str, log: Path, *extra: str, handler: str = "worker_handlers:handle",
+                 expire_ms: int = 1000, sleep: float = 0.0, queue_types: List[str] = (QUEUE_TYPE,)) -> None:
+        env = dict(os.environ, WORKER_TEST_LOG=str(log), WORKER_TEST_SLEEP=str(sleep),
+                   PYTHONPATH=os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]))
+        argv = [sys.executable, "-m", "sharq_fast", "worker", handler, "--url", url, "--key-prefix", prefix,
+                "--job-expire-interval", str(expire_ms), "--no-status", "--log-every", "0.5"]
+        for queue_type in queue_types:
+            argv += ["--queue-type", queue_type]
+        self.err_path = log.with_name(f"worker-{uuid.uuid4().hex[:6]}.err")
+        with open(self.err_path, "wb") as err:  # a file: readable while the worker runs
+            self.proc = subprocess.Popen(argv + list(extra), env=env, stdout=subprocess.DEVNULL, stderr=err)
+
+    @property
+    def err(self) -> bytes:
+        return self.err_path.read_bytes()
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
+        self.proc.send_signal(sig)
+        return self.wait(timeout)
+
+    def wait(self, timeout: float = 30.0) -> int:
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError(f"the worker did not exit in {timeout} s:\n{self.err.decode()[-3000:]}")
+        return self.proc.returncode
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def read_log(log: Path) -> Dict[str, List[str]]:
+    """{"start": [job ids...], "done": [...]} in file order (and "pids")."""
+    seen: Dict[str, List[str]] = {"start": [], "done": [], "pids": []}
+    if log.exists():
+        for line in log.read_text().splitlines():
+            what, job_id, pid = line.split()
+            seen[what].append(job_id)
+            seen["pids"].append(pid)
+    return seen
+
+
+def wait_for(predicate, what: str, timeout: float = 30.0, worker: Optional[Worker] = None) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if worker is not None and worker.proc.poll() is not None:
+            worker.wait()
+            raise AssertionError(f"the worker exited ({worker.proc.returncode}) before {what}:\n{worker.err.decode()[-3000:]}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def prefix(r: redis.Redis) -> str:
+    return f"wt{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def log(tmp_path: Path) -> Path:
+    return tmp_path / "handled.log"
+
+
+@pytest.fixture
+def workers():
+    started: List[Worker] = []
+    yield started
+    for worker in started:
+        worker.kill()
+
+
+def enqueue(url: str, prefix: str, n: int, queues: int = 10, queue_type: str = QUEUE_TYPE) -> Set[str]:
+    with Client(url, key_prefix=prefix) as client:
+        jobs = [{"queue_type": queue_type, "queue_id": f"q{i % queues}", "job_id": f"j{i}", "payload": {"i": i},
+                 "interval": 0} for i in range(n)]
+        assert client.enqueue_many(jobs).enqueued == n
+    return {f"j{i}" for i in range(n)}
+
+
+def left_in_redis(r: redis.Redis, prefix: str, queue_type: str = QUEUE_TYPE) -> Dict[str, int]:
+    return {"payloads": r.hlen(f"{prefix}:payload"), "active": r.zcard(f"{prefix}:{queue_type}:active"),
+            "ready": r.zcard(f"{prefix}:{queue_type}")}
+
+
+NOTHING_LEFT = {"payloads": 0, "active": 0, "ready": 0}
+
+
+@pytest.mark.parametrize("handler", ["worker_handlers:handle", "worker_handlers:handle_async"])
+def test_worker_handles_every_job_and_stops_on_sigterm(redis_server_url, r, prefix, log, workers, handler):
+    ids = enqueue(redis_server_url, prefix, 300)
+    worker = Worker(redis_server_url, prefix, log, "--concurrency", "4", handler=handler)
+    workers.append(worker)
+    wait_for(lambda: set(read_log(log)["done"]) == ids and left_in_redis(r, prefix) == NOTHING_LEFT,
+             "every job handled and finished", worker=worker)
+    assert worker.stop() == 0, worker.err.decode()
+    seen = read_log(log)
+    assert sorted(seen["done"]) == sorted(ids)  # each once: no job ran twice
+    err = worker.err.decode()
+    assert ("AsyncConsumer" in err) == handler.endswith("_async")
+    assert "processed 300" in err  # the final status line
+
+
+def test_sigterm_drains_running_jobs_and_releases_fetched_ones(redis_server_url, r, prefix, log, workers):
+    ids = enqueue(redis_server_url, prefix, 40, queues=40)
+    worker = Worker(redis_server_url, prefix, log, "--concurrency", "4", "--grace-period", "20", sleep=0.6,
+                    expire_ms=5000)
+    workers.append(worker)
+    wait_for(lambda: len(read_log(log)["start"]) >= 4, "jobs started", worker=worker)
+    assert worker.stop() == 0, worker.err.decode()
+    seen = read_log(log)
+    assert seen["start"] and sorted(seen["start"]) == sorted(seen["done"])  # every started job ran to the end
+    done = set(seen["done"])
+    assert len(done) < len(ids)
+    left = left_in_redis(r, prefix)
+    assert left["active"] == 0  # finished, or released: nothing waits for its lease to expire
+    assert left["payloads"] == len(ids - done)  # the rest are queued again, at once
+    with Client(redis_server_url, key_prefix=prefix) as client:
+        rest = client.dequeue_many(QUEUE_TYPE, 100)
+    assert {job.job_id for job in rest} == ids - done
+
+
+def test_second_signal_stops_at_once(redis_server_url, r, prefix, log, workers):
+    enqueue(redis_server_url, prefix, 8, queues=8)
+    worker = Worker(redis_server_url, prefix, log, "--concurrency", "2", "--grace-period", "60", sleep=30)
+    workers.append(worker)
+    wait_for(lambda: len(read_log(log)["start"]) >= 2, "jobs started", worker=worker)
+    worker.proc.send_signal(signal.SIGTERM)
+    time.sleep(0.5)
+    began = time.monotonic()
+    worker.stop(signal.SIGTERM, timeout=15)
+    assert time.monotonic() - began < 10  # not the 60 s grace period, nor the 30 s jobs
+    assert not read_log(log)["done"]
+
+
+def test_sigkill_loses_nothing_a_new_worker_finishes_after_the_lease(redis_server_url, r, prefix, log, workers):
+    ids = enqueue(redis_server_url, prefix, 60, queues=20)
+    first = Worker(redis_server_url, prefix, log, "--concurrency", "4", sleep=0.2, expire_ms=1000)
+    workers.append(first)
+    wait_for(lambda: len(read_log(log)["done"]) >= 8, "some jobs done", worker=first)
+    first.proc.send_signal(signal.SIGKILL)
+    first.wait()
+    killed_at = time.monotonic()
+    before = read_log(log)
+    in_flight = set(before["start"]) - set(before["done"])
+    assert r.zcard(f"{prefix}:{QUEUE_TYPE}:active") >= len(in_flight) > 0  # leases held by a dead process
+    second = Worker(redis_server_url, prefix, log, "--concurrency", "4", expire_ms=1000)
+    workers.append(second)
+    wait_for(lambda: set(read_log(log)["done"]) == ids and left_in_redis(r, prefix) == NOTHING_LEFT,
+             "every job finished by the second worker", worker=second)
+    assert second.stop() == 0, second.err.decode()
+    after = read_log(log)
+    twice = {job for job in ids if after["start"].count(job) > 1}
+    assert twice <= in_flight  # only the jobs the killed worker was running were redone
+    assert time.monotonic() - killed_at >= 0.5  # (their leases had to expire first)
+
+
+def test_processes_share_the_work(redis_server_url, r, prefix, log, workers):
+    ids = enqueue(redis_server_url, prefix, 400, queues=50)
+    worker = Worker(redis_server_url, prefix, log, "--processes", "2", "--concurrency", "2", sleep=0.01)
+    workers.append(worker)
+    wait_for(lambda: set(read_log(log)["done"]) == ids and left_in_redis(r, prefix) == NOTHING_LEFT,
+             "every job handled", timeout=60, worker=worker)
+    assert worker.stop() == 0, worker.err.decode()
+    seen = read_log(log)
+    assert sorted(seen["done"]) == sorted(ids)
+    assert len(set(seen["pids"])) == 2  # both processes worked
+    assert "started 2 worker processes" in worker.err.decode()
+
+
+def test_a_failed_child_makes_the_exit_status_nonzero(redis_server_url, r, prefix, log, workers):
+    worker = Worker(redis_server_url, prefix, log, "--processes", "2")
+    workers.append(worker)
+    started = re.compile(r"started 2 worker processes: (\d+), (\d+)")
+    wait_for(lambda: started.search(worker.err.decode()), "children started", worker=worker)
+    first, _second = started.search(worker.err.decode()).groups()
+    os.kill(int(first), signal.SIGKILL)
+    wait_for(lambda: "killed by SIGKILL" in worker.err.decode(), "the parent noticed", worker=worker)
+    assert worker.stop() == 1  # the other child drained; the parent reports the failure
+
+
+@pytest.mark.parametrize("handler, extra, message", [
+    ("no_such_module_xyz:handle", [], "no module named 'no_such_module_xyz'"),
+    ("worker_handlers", [], "expected MODULE:FUNCTION"),
+    ("worker_handlers:nope", [], "has no attribute 'nope'"),
+    ("worker_handlers:NOT_CALLABLE", [], "is not callable"),
+    ("worker_handlers:handle", ["--async"], "--async needs a coroutine function"),
+])
+def test_bad_handler_is_a_one_line_error(redis_server_url, prefix, log, handler, extra, message):
+    worker = Worker(redis_server_url, prefix, log, *extra, handler=handler)
+    assert worker.wait() == 1
+    err = worker.err.decode()
+    assert message in err and "Traceback" not in err, err
+
+
+def test_unreachable_redis_is_a_one_line_error(prefix, log):
+    worker = Worker("redis://127.0.0.1:1/0", prefix, log)
+    assert worker.wait() == 1
+    err = worker.err.decode()
+    assert "cannot reach" in err and "Traceback" not in err, err
