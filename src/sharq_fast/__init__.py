@@ -3,6 +3,7 @@
 from ._core import USE_EXTENSIONS
 from .aio import AsyncClient
 from .client import Client
+from .consumer import AsyncConsumer, Consumer, ConsumerStats
 from .exceptions import (
     BadArgumentException,
     BatchError,
@@ -40,12 +41,15 @@ def __getattr__(name: str):  # PEP 562: the proxy clients import httpx only when
 __all__ = [
     "USE_EXTENSIONS",
     "AsyncClient",
+    "AsyncConsumer",
     "AsyncProxyClient",
     "BadArgumentException",
     "BatchError",
     "Client",
     "ClientClosedError",
     "ConfigError",
+    "Consumer",
+    "ConsumerStats",
     "OutcomeUnknownError",
     "ReplicationError",
     "EnqueueResult",
