@@ -15,6 +15,7 @@ from .exceptions import (
 from .sharq import SharQ
 from .types import (
     EnqueueResult,
+    FailOutcome,
     GlobalMetrics,
     Job,
     JobRequest,
@@ -49,6 +50,7 @@ __all__ = [
     "OutcomeUnknownError",
     "ReplicationError",
     "EnqueueResult",
+    "FailOutcome",
     "GlobalMetrics",
     "Job",
     "JobRequest",
