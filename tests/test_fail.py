@@ -5,7 +5,7 @@ LOST (nothing changed) when the caller's lease is gone."""
 
 import pytest
 
-from sharq_fast import BadArgumentException, FailOutcome, Job
+from sharq_fast import BadArgumentException, BatchError, FailOutcome, Job
 
 RETRIED, DISCARDED, DEAD_LETTERED, LOST = (
     FailOutcome.RETRIED, FailOutcome.DISCARDED, FailOutcome.DEAD_LETTERED, FailOutcome.LOST,
@@ -262,4 +262,40 @@ def test_a_bad_job_changes_nothing(client, store, bad):
     before = store.snapshot()
     with pytest.raises(BadArgumentException, match="job 2"):
         client.fail_many([*jobs, bad], dead_letter="dead", chunk_size=1)
+    assert store.snapshot() == before
+
+
+def test_a_dead_letter_type_reserved_for_the_queue_id_is_refused(client, store):
+    enqueue(client, "j1", queue_id="queue_type", requeue_limit=0)
+    job = client.dequeue()
+    before = store.snapshot()
+    with pytest.raises(BadArgumentException, match="job 0"):
+        client.fail(job, dead_letter="ready")  # its list would be P:ready:queue_type
+    assert store.snapshot() == before
+
+
+# -- keys of another type (single node: SharQ's keys are shared with other writers) ---------
+
+
+@pytest.mark.parametrize(
+    "key, kwargs",
+    [
+        ("sharq_server:default:q1", {}),  # the job list a retried job goes back to
+        ("sharq_server:default:q1:requeues_remaining", {}),
+        ("sharq_server:dead:q1", {"dead_letter": "dead"}),  # the dead-letter job list
+        ("sharq_server:dead", {"dead_letter": "dead"}),  # the dead-letter ready set
+        ("sharq_server:interval", {"dead_letter": "dead"}),
+    ],
+)
+def test_a_key_of_another_type_stops_the_call_before_it_writes(client, r, store, key, kwargs):
+    enqueue(client, "a", requeue_limit=0)
+    enqueue(client, "b", queue_id="q2")
+    jobs = client.dequeue_many(count=2)
+    if key.endswith("requeues_remaining"):
+        r.delete(key)
+    r.set(key, "not SharQ's")
+    before = store.snapshot()
+    with pytest.raises(BatchError, match="nothing was changed") as info:
+        client.fail_many(jobs, **kwargs)
+    assert info.value.refused == [0, 1]
     assert store.snapshot() == before

@@ -415,16 +415,23 @@ def fail_args(jobs: Sequence[Any], backoff_ms: Any, dead_letter: Any) -> str:
     int_arg(backoff_ms, "backoff_ms", 0, C.MAX_INTEGER)
     if dead_letter is None:
         return ""
-    queue_type_arg(dead_letter)
+    _core.core.check_identifier(dead_letter, "dead_letter")
+    if dead_letter in C.RESERVED_QUEUE_TYPES:
+        raise _core.core.bad_argument("dead_letter", -1, f"{dead_letter!r} {C.RESERVED_MESSAGE}")
     for index, job in enumerate(jobs):
-        queue_type = job.queue_type if isinstance(job, Job) else job[0] if isinstance(job, tuple) and job else None
+        ids = (job.queue_type, job.queue_id) if isinstance(job, Job) else job[:2] if isinstance(job, tuple) else ()
+        if len(ids) < 2:
+            continue  # not a job reference: refused with its position when it is packed
+        queue_type, queue_id = ids
+        if isinstance(queue_id, str) and (dead_letter, queue_id) in C.RESERVED_QUEUE_TYPE_IDS:
+            raise _core.core.bad_argument(
+                "dead_letter", index, f"{dead_letter!r} with queue_id {queue_id!r} {C.RESERVED_MESSAGE}"
+            )
         if queue_type == dead_letter:
             # Its jobs would go round forever, with a fresh requeue limit each time.
-            raise BadArgumentException(
-                f"job {index}: dead_letter {dead_letter!r} is the job's own queue type; "
-                "give a queue type of its own for jobs that ran out of requeues",
-                field="dead_letter",
-                index=index,
+            raise _core.core.bad_argument(
+                "dead_letter", index, f"{dead_letter!r} is the job's own queue type: give jobs that ran out "
+                "of requeues a queue type of their own."
             )
     return dead_letter
 
