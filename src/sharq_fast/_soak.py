@@ -47,13 +47,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--interval-share", type=float, default=0.05,
                    help="share of the jobs sent to the interval queues (default 0.05)")
     p.add_argument("--expire-ms", type=int, default=3000, help="job_expire_interval, the lease (default 3000 ms)")
+    p.add_argument("--work-ms", type=float, default=1.0, metavar="MS",
+                   help="each handler call sleeps this long (jobs are in flight when a consumer is killed; default 1)")
     p.add_argument("--slow-every", type=int, default=5000, metavar="N",
                    help="every Nth job's handler runs 1.5 leases (the lease keeper must extend it; default 5000; 0: none)")
     p.add_argument("--drain-timeout", type=float, default=300.0, metavar="S",
                    help="give up when the jobs are not all done S s after the producers (default 300)")
     p.add_argument("--seed", type=int, default=None, help="random seed of the kills (default: random)")
     p.add_argument("--keep", action="store_true", help="keep the records and Redis folder (printed)")
-    p.add_argument("--json", action="store_true", help="print the result as JSON too")
+    p.add_argument("--json", metavar="FILE", help="also write the figures and problems there as JSON")
 
 
 def queue_plan(args: Any) -> Dict[str, int]:
@@ -105,29 +107,29 @@ def _producer(url: str, args: Any, index: int, records: str) -> None:
 
 
 def _handle_sync(job: Any) -> None:
-    if _SLOW and job.payload.get("n", 1) % _SLOW == 0:
-        time.sleep(_SLOW_S)
+    time.sleep(_SLOW_S if _SLOW and job.payload["n"] % _SLOW == 0 else _WORK_S)
 
 
 async def _handle_async(job: Any) -> None:
-    if _SLOW and job.payload.get("n", 1) % _SLOW == 0:
-        import asyncio
+    import asyncio
 
-        await asyncio.sleep(_SLOW_S)
+    await asyncio.sleep(_SLOW_S if _SLOW and job.payload["n"] % _SLOW == 0 else _WORK_S)
 
 
 _SLOW = 0
-_SLOW_S = 0.0
+_SLOW_S = _WORK_S = 0.0
 
 
 def _consumer(url: str, args: Any, use_async: bool, records: str) -> None:
-    global _SLOW, _SLOW_S
+    global _SLOW, _SLOW_S, _WORK_S
     from ._soak_check import RecordFile, recording_client
     from .aio import AsyncClient
     from .client import Client
 
     logging.basicConfig(level=logging.WARNING, format=f"%(asctime)s consumer[{os.getpid()}] %(name)s: %(message)s")
-    _SLOW, _SLOW_S = args.slow_every, 1.5 * args.expire_ms / 1000
+    # Redis restarts make every connection of every process log a reconnect: not shown.
+    logging.getLogger("sharq_fast.waker").setLevel(logging.ERROR)
+    _SLOW, _SLOW_S, _WORK_S = args.slow_every, 1.5 * args.expire_ms / 1000, args.work_ms / 1000
     record = RecordFile(os.path.join(records, f"consumer-{os.getpid()}.log"))
     settings = {"key_prefix": PREFIX, "job_expire_interval": args.expire_ms, "job_requeue_interval": 500, "retry_for": 60.0}
     if use_async:
@@ -334,7 +336,8 @@ def main_from_args(args: Any) -> int:
     result = Soak(args).run()
     print(format_result(result))
     if args.json:
-        print(json.dumps(result, indent=2))
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=2)
     return 0 if not result["problems"] else 1
 
 

@@ -301,16 +301,20 @@ class _ClearLineHandler(logging.StreamHandler):
     """Log lines on a terminal: wipe the status line first (the next tick redraws it)."""
 
     status: Optional[_Status] = None
+    clear_first = False  # a child of a parent that shows the line: wipe it (the parent redraws it)
 
     def emit(self, record: logging.LogRecord) -> None:
         if self.status is not None:
             self.status.clear()
+        elif self.clear_first:
+            self.stream.write("\r\x1b[K")
         super().emit(record)
 
 
-def setup_logging(level: str = "INFO", who: str = "worker") -> None:
+def setup_logging(level: str = "INFO", who: str = "worker", clear_first: bool = False) -> None:
     """Log to stderr with time, process and level (what `sharq-fast worker` prints)."""
     handler = _ClearLineHandler(sys.stderr)
+    handler.clear_first = clear_first and sys.stderr.isatty()
     handler.setFormatter(logging.Formatter(f"%(asctime)s %(levelname)s {who}[%(process)d] %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
@@ -375,8 +379,8 @@ def _live(options: WorkerOptions) -> bool:
     return sys.stdout.isatty() if options.status is None else options.status
 
 
-def _child_main(options: WorkerOptions, index: int, pipe: Any, level: str) -> None:
-    setup_logging(level, who=f"worker-{index}")
+def _child_main(options: WorkerOptions, index: int, pipe: Any, level: str, live: bool) -> None:
+    setup_logging(level, who=f"worker-{index}", clear_first=live)
     try:
         handler = resolve_mode(options)
     except WorkerError as exc:
@@ -393,7 +397,7 @@ def _supervise(options: WorkerOptions, level: str) -> int:
     try:
         for index in range(options.processes):
             mine, theirs = ctx.Pipe()
-            proc = ctx.Process(target=_child_main, args=(options, index, theirs, level), name=f"sharq-fast-worker-{index}")
+            proc = ctx.Process(target=_child_main, args=(options, index, theirs, level, _live(options)), name=f"sharq-fast-worker-{index}")
             proc.start()
             theirs.close()
             children.append(proc)
