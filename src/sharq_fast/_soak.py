@@ -107,13 +107,13 @@ def _producer(url: str, args: Any, index: int, records: str) -> None:
 
 
 def _handle_sync(job: Any) -> None:
-    time.sleep(_SLOW_S if _SLOW and job.payload["n"] % _SLOW == 0 else _WORK_S)
+    time.sleep(_SLOW_S if _SLOW and job.payload["n"] % _SLOW == 1 else _WORK_S)
 
 
 async def _handle_async(job: Any) -> None:
     import asyncio
 
-    await asyncio.sleep(_SLOW_S if _SLOW and job.payload["n"] % _SLOW == 0 else _WORK_S)
+    await asyncio.sleep(_SLOW_S if _SLOW and job.payload["n"] % _SLOW == 1 else _WORK_S)
 
 
 _SLOW = 0
@@ -323,7 +323,9 @@ def format_result(result: Dict[str, Any]) -> str:
         f"redeliveries, each after a SIGKILL or an expired lease)",
         f"  interval: {f['interval_dequeues_checked']:,} dequeues of {f['interval_queues']} queues with interval "
         f"{f['interval_ms']} ms checked, {f['interval_violations']} violations (smallest gap / interval: "
-        f"{f['min_gap_ratio']})",
+        f"{f['min_gap_ratio']}); closer gaps involving a redelivered job: {f['interval_gaps_after_requeue']} "
+        "(SharQ semantics: finish forgets the interval of a queue left without queued jobs while others of its "
+        "jobs are active; when they come back the queue has no interval until its next enqueue)",
     ]
     lines += [f"  PROBLEM: {p}" for p in result["problems"][:50]]
     lines.append("soak: OK" if not result["problems"] else f"soak: FAILED ({len(result['problems'])} problems)")

@@ -217,7 +217,7 @@ def check(records_dir: str, expire_ms: int, intervals: Dict[str, int], leftovers
     stray = [job for job in deliveries if job not in enqueued and job not in unknown]
     if stray:
         problems.append(f"{len(stray)} delivered jobs were never acknowledged by enqueue_many, e.g. {stray[:3]}")
-    violations, checked = _interval_violations(deliveries, intervals, expire_ms)
+    violations, after_requeue, checked = _interval_gaps(deliveries, intervals, expire_ms)
     for queue, gap, interval in violations[:10]:
         problems.append(f"queue {queue}: two dequeues {gap} ms apart, interval {interval} ms")
     if len(violations) > 10:
@@ -229,6 +229,7 @@ def check(records_dir: str, expire_ms: int, intervals: Dict[str, int], leftovers
         finished_exactly_once=finished_once, finished_outcome_unrecorded=finished_unrecorded,
         lost=len(enqueued) - finished_once - finished_unrecorded, redelivered_jobs=redelivered,
         redeliveries=redeliveries, interval_dequeues_checked=checked, interval_violations=len(violations),
+        interval_gaps_after_requeue=len(after_requeue),
         min_gap_ratio=_min_gap_ratio(deliveries, intervals, expire_ms),
     )
     figures["double_finishes"] = sum(1 for p in problems if "finished" in p and "times" in p)
@@ -244,32 +245,44 @@ def _find(by_lease: Dict[Tuple[str, int], Delivery], deliveries: Dict[str, List[
 
 
 def _dequeue_times(deliveries: Dict[str, List[Delivery]], intervals: Dict[str, int],
-                   expire_ms: int) -> Dict[str, List[int]]:
-    per_queue: Dict[str, List[int]] = collections.defaultdict(list)
+                   expire_ms: int) -> Dict[str, List[Tuple[int, bool]]]:
+    """Per queue with an interval: (dequeue now, whether it was a redelivery), sorted."""
+    per_queue: Dict[str, List[Tuple[int, bool]]] = collections.defaultdict(list)
     for ds in deliveries.values():
+        first = min(d.lease0 for d in ds)
         for d in ds:
             if intervals.get(d.queue, 0) > 0:
-                per_queue[d.queue].append(d.lease0 - expire_ms)
+                per_queue[d.queue].append((d.lease0 - expire_ms, d.lease0 != first))
+    for times in per_queue.values():
+        times.sort()
     return per_queue
 
 
-def _interval_violations(deliveries: Dict[str, List[Delivery]], intervals: Dict[str, int],
-                         expire_ms: int) -> Tuple[List[Tuple[str, int, int]], int]:
+def _interval_gaps(deliveries: Dict[str, List[Delivery]], intervals: Dict[str, int],
+                   expire_ms: int) -> Tuple[List[Tuple[str, int, int]], List[Tuple[str, int, int]], int]:
+    """Consecutive dequeues of a queue closer than its interval: (those between two first
+    deliveries, those involving a redelivered job, dequeues checked). The second kind is
+    SharQ's semantics: finish forgets the interval of a queue with no queued job even while
+    other jobs of it are active; when those come back (lease expired) the queue has no
+    interval until the next enqueue sets it again."""
     violations: List[Tuple[str, int, int]] = []
+    after_requeue: List[Tuple[str, int, int]] = []
     checked = 0
     for queue, times in _dequeue_times(deliveries, intervals, expire_ms).items():
-        times.sort()
         checked += len(times)
         interval = intervals[queue]
-        violations += [(queue, b - a, interval) for a, b in zip(times, times[1:]) if b - a < interval]
-    return violations, checked
+        for (a, again_a), (b, again_b) in zip(times, times[1:]):
+            if b - a < interval:
+                (after_requeue if again_a or again_b else violations).append((queue, b - a, interval))
+    return violations, after_requeue, checked
 
 
 def _min_gap_ratio(deliveries: Dict[str, List[Delivery]], intervals: Dict[str, int], expire_ms: int) -> Optional[float]:
+    """The smallest gap / interval between two first deliveries of a queue."""
     ratios = []
     for queue, times in _dequeue_times(deliveries, intervals, expire_ms).items():
-        times.sort()
-        gaps = [b - a for a, b in zip(times, times[1:])]
+        firsts = [t for t, again in times if not again]
+        gaps = [b - a for a, b in zip(firsts, firsts[1:])]
         if gaps:
             ratios.append(min(gaps) / intervals[queue])
     return round(min(ratios), 3) if ratios else None
