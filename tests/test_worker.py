@@ -230,3 +230,26 @@ def test_unreachable_redis_is_a_one_line_error(prefix, log):
     assert worker.wait() == 1
     err = worker.err.decode()
     assert "cannot reach" in err and "Traceback" not in err, err
+
+
+def test_failing_jobs_go_to_the_dead_letter_type_and_redrive_brings_them_back(redis_server_url, r, prefix, log, workers):
+    with Client(redis_server_url, key_prefix=prefix) as client:
+        client.enqueue_many([{"queue_type": QUEUE_TYPE, "queue_id": f"q{i % 3}", "job_id": f"j{i}", "payload": {"i": i},
+                              "interval": 0, "requeue_limit": 1} for i in range(6)])
+    worker = Worker(redis_server_url, prefix, log, "--dead-letter", "wt_dead", handler="worker_handlers:fail")
+    workers.append(worker)
+    # (the payload hash is shared by the queue types: its 6 entries are the dead letters)
+    wait_for(lambda: left_in_redis(r, prefix) == {"payloads": 6, "active": 0, "ready": 0}
+             and r.zcard(f"{prefix}:wt_dead") == 3, "every job dead-lettered", worker=worker)
+    assert worker.stop() == 0, worker.err.decode()
+    assert sorted(read_log(log)["start"]) == sorted([f"j{i}" for i in range(6)] * 2)  # tried, retried once
+    assert "failed 12 (retried 6, discarded 6)" in worker.err.decode()
+    run = subprocess.run([sys.executable, "-m", "sharq_fast", "redrive", "wt_dead", "--to", QUEUE_TYPE, "--interval", "0",
+                          "--url", redis_server_url, "--key-prefix", prefix], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert run.returncode == 0, run.stderr.decode()
+    assert "moved 6 jobs" in run.stdout.decode()
+    assert left_in_redis(r, prefix, "wt_dead") == NOTHING_LEFT
+    with Client(redis_server_url, key_prefix=prefix) as client:
+        back = client.dequeue_many(QUEUE_TYPE, 100)
+    assert sorted((job.queue_id, job.job_id, job.payload["i"]) for job in back) == \
+        sorted((f"q{i % 3}", f"j{i}", i) for i in range(6))

@@ -30,3 +30,9 @@ async def handle_async(job):
     _log("start", job.job_id)
     await asyncio.sleep(float(os.environ.get("WORKER_TEST_SLEEP", "0")))
     _log("done", job.job_id)
+
+
+def fail(job):
+    """Record the job and raise (the worker fails it: retried, then dead-lettered)."""
+    _log("start", job.job_id)
+    raise ValueError(f"cannot handle {job.job_id}")

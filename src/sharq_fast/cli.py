@@ -8,6 +8,7 @@
     sharq-fast serve   [--host H --port P --workers N] [--auth-token T | --basic-auth U:P]
     sharq-fast bench-http [--n N] [--clients 64] [--workers 1,2] [--out DIR]
     sharq-fast worker  MODULE:FUNCTION --queue-type T [--concurrency N] [--async] [--processes N]
+    sharq-fast redrive DEAD_LETTER_TYPE --to QUEUE_TYPE --interval MS
     sharq-fast soak    [--jobs N] [--duration S] [--restart-every S] [--kill-every S]
 
 Errors print one line on stderr and exit 1 (2 for bad arguments); set SHARQ_FAST_DEBUG=1
@@ -656,6 +657,24 @@ def cmd_worker(args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from None
 
 
+def cmd_redrive(args: argparse.Namespace) -> int:
+    from ._redrive import redrive
+
+    if args.dead_letter == args.to:
+        raise CliError("--to must name another queue type than the dead-letter one")
+    target = Target(args, allow_private=False)
+    client = _client(args, target)
+    try:
+        counts = redrive(client, args.dead_letter, args.to, args.interval, requeue_limit=args.requeue_limit, limit=args.max)
+    finally:
+        client.close()
+        target.close()
+    print(f"moved {counts['moved']} jobs from {args.dead_letter!r} to {args.to!r}; already in {args.to!r} (dead-letter "
+          f"copy dropped): {counts['already_there']}; lease lost meanwhile (left in {args.dead_letter!r}): "
+          f"{counts['not_finished']}")
+    return 0
+
+
 def cmd_soak(args: argparse.Namespace) -> int:
     from . import _soak
 
@@ -837,6 +856,18 @@ def build_parser() -> argparse.ArgumentParser:
                       help="seconds between status log lines without a live line (default 10)")
     work.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     work.set_defaults(func=cmd_worker)
+
+    red = sub.add_parser("redrive", parents=[common], help="move dead-lettered jobs back into a queue type",
+                         description="Move the jobs of a dead-letter queue type (Consumer(dead_letter=...), "
+                         "sharq-fast worker --dead-letter) back into a queue type: dequeue_many, enqueue_many, "
+                         "finish_many, in rounds of 1000. Same queue ids, job ids, payloads.")
+    red.add_argument("dead_letter", metavar="DEAD_LETTER_TYPE")
+    red.add_argument("--to", required=True, metavar="QUEUE_TYPE", help="the queue type to move them to")
+    red.add_argument("--interval", type=int, required=True, metavar="MS",
+                     help="interval of their queues in QUEUE_TYPE (enqueue sets it, as in SharQ)")
+    red.add_argument("--requeue-limit", type=int, metavar="N", help="their requeue limit (default: the config's)")
+    red.add_argument("--max", type=_positive_int, metavar="N", help="move at most N jobs")
+    red.set_defaults(func=cmd_redrive)
 
     soak = sub.add_parser("soak", help="crash and restart soak: producers, 8 consumers, SIGKILLs, Redis restarts",
                           description="Start a private redis-server (AOF, appendfsync always), producers "
