@@ -248,7 +248,8 @@ def test_failing_jobs_go_to_the_dead_letter_type_and_redrive_brings_them_back(re
                           "--url", redis_server_url, "--key-prefix", prefix], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert run.returncode == 0, run.stderr.decode()
     assert "moved 6 jobs" in run.stdout.decode()
-    assert left_in_redis(r, prefix, "wt_dead") == NOTHING_LEFT
+    assert left_in_redis(r, prefix, "wt_dead") == {"payloads": 6, "active": 0, "ready": 0}
+    assert sorted(r.hkeys(f"{prefix}:payload")) == sorted(f"{QUEUE_TYPE}:q{i % 3}:j{i}".encode() for i in range(6))
     with Client(redis_server_url, key_prefix=prefix) as client:
         back = client.dequeue_many(QUEUE_TYPE, 100)
     assert sorted((job.queue_id, job.job_id, job.payload["i"]) for job in back) == \
