@@ -1,11 +1,9 @@
 """sharq_fast driver (runs in sharq_fast's own environment; also its worker script).
 
 Bulk enqueue: ``Client.enqueue_many`` (a generator of job dicts; its default chunking).
-One job: ``Client.enqueue``. The worker is a loop over the public batch API,
-``dequeue_many`` + handler + ``finish_many``, sleeping POLL_S when nothing is ready (SharQ
-is polled: no blocking pop). sharq_fast's own consumer loops (``Consumer`` /
-``AsyncConsumer``) are not released yet: ``consume`` below is the one place to plug them
-in, per workload.
+One job: ``Client.enqueue``. The worker is sharq_fast's ``Consumer`` (threads: one for
+the drains, 32 for drain_io): the wait-aware ``dequeue_many`` for its free capacity,
+batched ``finish_many``, no polling; SIGTERM (the runner's stop) drains it.
 
 Jobs: queue type "bench"; the drains and the latency run use one queue with interval 0
 (like the single list of every other peer); the SharQ case puts each tenant in a queue of
@@ -14,35 +12,18 @@ its own with the limit as its interval.
 
 import os
 import sys
-import time
 
 from _drvlib import Recorder, Worker, main as drv_main, redis_url, run_drain, run_latency, run_rate, spec_from_argv
 
 QUEUE_TYPE = "bench"
-POLL_S = 0.005  # the idle poll interval of every polling peer (arq's poll_delay too)
-BATCH = 500
 EXPIRE_MS = 600_000  # no job is requeued during a run (no requeuer runs either)
 
 
 def consume(client, rec, workload, concurrency):
-    """The worker loop (runs until the process is stopped). Replace with sharq_fast's
-    Consumer / AsyncConsumer when they exist."""
-    pool = None
-    if workload == "drain_io" and concurrency > 1:
-        from concurrent.futures import ThreadPoolExecutor
+    """The worker: a Consumer with `concurrency` threads, until SIGTERM."""
+    from sharq_fast import Consumer
 
-        pool = ThreadPoolExecutor(concurrency)  # the 1 ms waits overlap, as in the threaded peers
-    while True:
-        jobs = client.dequeue_many(QUEUE_TYPE, BATCH)
-        if not jobs:
-            time.sleep(POLL_S)
-            continue
-        if pool is not None:
-            list(pool.map(rec.handle, [job.payload for job in jobs]))
-        else:
-            for job in jobs:
-                rec.handle(job.payload)
-        client.finish_many(jobs)
+    Consumer(client, QUEUE_TYPE, lambda job: rec.handle(job.payload), concurrency=concurrency, requeuer=False).run()
 
 
 def _worker_main():
