@@ -372,6 +372,26 @@ COMMANDS = [
              "sizes": ("10", INT_LIST_TEXT), "dequeues": ("5", INT_TEXT),
              "cores": ("py", st.sampled_from(["x", "c,x", "python"])),
              "modes": ("batch", st.sampled_from(["x", "single,x", "batched"]))}),
+    Command("worker", ["worker", "{handler}", "--url={url}", "--queue-type={queue_type}", "--concurrency={concurrency}",
+                       "--processes={processes}", "--grace-period={grace}", "--job-timeout={timeout}",
+                       "--retry-backoff={backoff}", "--dead-letter={dead}", "--log-every={every}"],
+            {"handler": ("worker_handlers:handle", st.sampled_from(
+                ["", ":", "x", "worker_handlers", "worker_handlers:", ":handle", "no_such_module_x:f", "worker_handlers:nope",
+                 "worker_handlers:NOT_CALLABLE", "worker_handlers:handle.x", "os.path:sep"])),
+             "queue_type": ("t1", _text(lambda t: VALID["queue_type"](t.partition("=")[0]) and (
+                 "=" not in t or _positive_int_text(t.partition("=")[2]) or t.partition("=")[2] == ""), *_EDGES,
+                 "t1=0", "t1=x", "=2")),
+             "concurrency": ("2", INT_TEXT), "processes": ("1", INT_TEXT),
+             "grace": ("5", _text(lambda t: _float_text(t, 0, float("inf")) and t.strip().lower() not in ("inf", "+inf")
+                                  and float(t) < float("inf"), "-1", "nan", "inf", "x", "")),
+             "timeout": ("5", _text(lambda t: _float_text(t, 0, float("inf"), low_open=True) and float(t) < float("inf"),
+                                    "0", "-1", "nan", "inf", "x")),
+             "backoff": ("0", _text(lambda t: _float_text(t, 0, float("inf")) and float(t) < float("inf"), "-1", "nan", "x")),
+             "dead": ("t1_dead", _text(lambda t: VALID["queue_type"](t) and t != "t1", *_EDGES, "t1")),
+             "every": ("10", _text(lambda t: _float_text(t, 0, float("inf")) and float(t) < float("inf"), "-1", "nan", "x"))}),
+    Command("redrive", ["redrive", "{dead}", "--url={url}", "--to={to}", "--interval={interval}", "--max={max}"],
+            {"dead": ("t1_dead", st.sampled_from(["", "-x", "t2"])), "to": ("t2", st.sampled_from(["", "t1_dead"])),
+             "interval": ("0", st.sampled_from(["", "x", "1.5"])), "max": ("5", INT_TEXT)}),
     Command("bench-http", ["bench-http", "--url={url}", "--n={n}", "--clients={clients}", "--workers={workers}"],
             {"n": ("10", INT_TEXT), "clients": ("2", INT_TEXT), "workers": ("1", INT_LIST_TEXT)}),
 ]
@@ -391,6 +411,9 @@ def no_long_runs(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(cli.URL_ENV, f"redis://127.0.0.1:{free_port()}/0")
     for name in ("cmd_bench", "cmd_compare", "cmd_bench_http"):
         monkeypatch.setattr(cli, name, started)
+    from sharq_fast.consumer import worker
+
+    monkeypatch.setattr(worker, "run_worker", started)
 
 
 @pytest.mark.parametrize("command, corrupted", [case for command in COMMANDS for case in command.cases()],

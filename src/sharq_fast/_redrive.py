@@ -21,6 +21,17 @@ def redrive(client: Any, dead_letter: str, to: str, interval: int, *, requeue_li
     the client's). Returns counts: moved, already_there (a job with that id was queued or
     active in `to`: kept, the dead-letter copy dropped), not_finished (lease lost meanwhile:
     the dead-letter copy stays and comes back)."""
+    from ._constants import RESERVED_QUEUE_TYPES
+    from ._core_py import check_identifier, check_interval
+    from .exceptions import BadArgumentException
+
+    for field, name in (("dead_letter", dead_letter), ("to", to)):
+        check_identifier(name, field)
+        if name in RESERVED_QUEUE_TYPES:
+            raise BadArgumentException(f"`{field}` {name!r} is reserved: its keys would be SharQ's own keys", field=field)
+    if dead_letter == to:
+        raise BadArgumentException("`to` must be another queue type than the dead-letter one", field="to")
+    check_interval(interval)
     counts = {"moved": 0, "already_there": 0, "not_finished": 0}
     while limit is None or counts["moved"] + counts["already_there"] < limit:
         want = ROUND if limit is None else min(ROUND, limit - counts["moved"] - counts["already_there"])

@@ -636,8 +636,6 @@ def cmd_bench_http(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     from .consumer import worker
 
-    target = Target(args, allow_private=False)  # "cannot reach Redis" now, not in N processes later
-    target.close()
     settings: Dict[str, Any] = {}
     if args.key_prefix:
         settings["key_prefix"] = args.key_prefix
@@ -645,21 +643,31 @@ def cmd_worker(args: argparse.Namespace) -> int:
         settings["job_expire_interval"] = args.job_expire_interval
     try:
         options = worker.WorkerOptions(
-            handler=args.handler, queue_types=worker.parse_queue_types(args.queue_type),
-            redis={"config": args.config} if args.config else {"url": target.url}, client_settings=settings,
-            use_async=args.use_async, concurrency=args.concurrency, processes=args.processes,
-            dead_letter=args.dead_letter, grace_period=args.grace_period, job_timeout=args.job_timeout,
-            retry_backoff=args.retry_backoff, requeuer=not args.no_requeuer, status=args.status,
-            log_every=args.log_every,
+            handler=args.handler, queue_types=worker.parse_queue_types(args.queue_type), redis={},
+            client_settings=settings, use_async=args.use_async, concurrency=args.concurrency,
+            processes=args.processes, dead_letter=args.dead_letter, grace_period=args.grace_period,
+            job_timeout=args.job_timeout, retry_backoff=args.retry_backoff, requeuer=not args.no_requeuer,
+            status=args.status, log_every=args.log_every,
         )
-        return worker.run_worker(options, level=args.log_level.upper())
+        handler = worker.prepare(options)
     except worker.WorkerError as exc:
         raise CliError(str(exc)) from None
+    target = Target(args, allow_private=False)  # "cannot reach Redis" now, not in N processes later
+    target.close()
+    options.redis = {"config": args.config} if args.config else {"url": target.url}
+    return worker.run_worker(options, level=args.log_level.upper(), handler=handler)
 
 
 def cmd_redrive(args: argparse.Namespace) -> int:
+    from ._core_py import check_identifier
     from ._redrive import redrive
+    from .exceptions import BadArgumentException
 
+    for option, name in (("DEAD_LETTER_TYPE", args.dead_letter), ("--to", args.to)):
+        try:
+            check_identifier(name, option)
+        except BadArgumentException:
+            raise CliError(f"{option} {name!r}: a queue type is 1 to 100 characters of A-Z a-z 0-9 _ -") from None
     if args.dead_letter == args.to:
         raise CliError("--to must name another queue type than the dead-letter one")
     target = Target(args, allow_private=False)
@@ -686,7 +694,7 @@ def _seconds(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
-    if value < 0:
+    if not 0 <= value < float("inf"):
         raise argparse.ArgumentTypeError(f"expected seconds >= 0, got {text!r}")
     return value
 

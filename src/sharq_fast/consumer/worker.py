@@ -122,14 +122,49 @@ def resolve_mode(options: WorkerOptions) -> Callable[..., Any]:
     --async; --async with a plain function is an error (it would block the event loop)."""
     handler, is_async = load_handler(options.handler)
     if is_async and not options.use_async:
-        log.info("%s is a coroutine function: running it with AsyncConsumer (as with --async)", options.handler)
-        options.use_async = True
+        options.use_async = True  # (the start-up line says AsyncConsumer)
     elif options.use_async and not is_async:
         raise WorkerError(
             f"--async needs a coroutine function (async def), but {options.handler} is a plain function: "
             "drop --async to run it in threads (--concurrency N)"
         )
     return handler
+
+
+def validate(options: WorkerOptions, handler: Callable[..., Any]) -> None:
+    """Refuse bad options before any process starts (BadArgumentException or WorkerError,
+    one line each): queue type names, the dead-letter type, and what the consumer checks
+    itself (made here with a client that does no I/O until used)."""
+    from .._constants import RESERVED_QUEUE_TYPES
+    from .._core_py import check_identifier
+    from ..exceptions import BadArgumentException
+    from ..client import Client
+    from . import Consumer
+
+    names = list(options.queue_types)
+    rule = "1 to 100 characters of A-Z a-z 0-9 _ -"
+    for name in names:
+        try:
+            check_identifier(name, "queue_type")
+        except BadArgumentException:
+            raise WorkerError(f"--queue-type {name!r}: a queue type is {rule}") from None
+        if name in RESERVED_QUEUE_TYPES:
+            raise WorkerError(f"--queue-type {name!r} is reserved: its keys would be SharQ's own keys")
+    if options.dead_letter is not None:
+        try:
+            check_identifier(options.dead_letter, "dead_letter")
+        except BadArgumentException:
+            raise WorkerError(f"--dead-letter {options.dead_letter!r}: a queue type is {rule}") from None
+        if options.dead_letter in RESERVED_QUEUE_TYPES or options.dead_letter in names:
+            raise WorkerError(f"--dead-letter {options.dead_letter!r} must be a queue type of its own, not one "
+                              "served here or reserved")
+    client = Client("redis://127.0.0.1:6379/0")  # never connected: the consumer checks its options
+    try:
+        kwargs = _consumer_kwargs(options)
+        kwargs.pop("logger")
+        Consumer(client, options.queue_types, handler, **kwargs)
+    finally:
+        client.close()
 
 
 # -- one consumer -----------------------------------------------------------------------------
@@ -463,12 +498,19 @@ def _exit_text(code: int) -> str:
     return f"with status {code}"
 
 
-def run_worker(options: WorkerOptions, level: str = "INFO") -> int:
-    """Run the worker command: validate the handler here (errors once, before any
-    process starts), then serve in this process or supervise --processes children.
-    Returns the exit status (0: drained cleanly)."""
-    setup_logging(level)
+def prepare(options: WorkerOptions) -> Callable[..., Any]:
+    """Load the handler and check the options (errors once, before any process starts)."""
     handler = resolve_mode(options)
+    validate(options, handler)
+    return handler
+
+
+def run_worker(options: WorkerOptions, level: str = "INFO", handler: Optional[Callable[..., Any]] = None) -> int:
+    """Run the worker command: prepare() (unless given its `handler`), then serve in this
+    process or supervise --processes children. Returns the exit status (0: drained cleanly)."""
+    if handler is None:
+        handler = prepare(options)
+    setup_logging(level)
     mode = f"AsyncConsumer (asyncio), concurrency {options.concurrency or 100}" if options.use_async else \
         f"Consumer (threads), concurrency {options.concurrency or 1}"
     queue_types = ", ".join(f"{k}={v}" for k, v in options.queue_types.items()) if isinstance(options.queue_types, dict) \
