@@ -62,6 +62,10 @@ VALID: Dict[str, Callable[[Any], bool]] = {
     "chunk_size": lambda v: is_int(v, 1, 5000),
     "pipeline_depth": lambda v: is_int(v, 1, 1000),
     "ms": lambda v: is_int(v, 1, MAX),
+    "backoff_ms": lambda v: is_int(v, 0, MAX),
+    # fail_many's dead-letter queue type: none, or a queue type other than the jobs' own
+    # (the fuzz world's jobs are of type t1).
+    "dead_letter": lambda v: v is None or (is_identifier(v) and v not in RESERVED_TYPES and v != "t1"),
     "expire_ms": lambda v: is_int(v, 1, MAX),
     "default_limit": lambda v: is_int(v, -1, MAX),
     "key_prefix": lambda v: isinstance(v, str) and v != "",

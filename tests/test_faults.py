@@ -13,7 +13,7 @@ from typing import Any, Callable, Dict, List
 import pytest
 import redis
 
-from sharq_fast import Client, ClientClosedError, OutcomeUnknownError
+from sharq_fast import Client, ClientClosedError, FailOutcome, OutcomeUnknownError
 from sharq_fast.types import EnqueueResult, RequeueResult
 
 P = "sharq_server"
@@ -118,6 +118,17 @@ def test_interval_extend_release(proxied, fault_proxy, clock):
     assert proxied.dequeue() is None  # back, but the interval (50 ms since its dequeue) holds
     clock.advance(40)
     assert proxied.dequeue().job_id == "j1"
+
+
+def test_fail_many(proxied, fault_proxy, direct):
+    proxied.enqueue_many([job("back", requeue_limit=2), job("dead", queue_id="q2", requeue_limit=0)])
+    taken = sorted(proxied.dequeue_many(count=2), key=lambda j: j.job_id)
+    outcomes = cut_reply_of(fault_proxy, lambda: proxied.fail_many(taken, dead_letter="dl"))
+    assert outcomes == [FailOutcome.RETRIED, FailOutcome.DEAD_LETTERED]
+    # Ran once: one requeue counted, one dead-letter copy.
+    assert direct.hget(f"{P}:default:q1:requeues_remaining", "back") == b"1"
+    assert direct.lrange(f"{P}:dl:q2", 0, -1) == [b"dead"]
+    assert proxied.fail_many(taken) == [FailOutcome.LOST] * 2
 
 
 def test_reads_are_read_again(proxied, fault_proxy):

@@ -133,6 +133,14 @@ ENTRIES = [
     Entry("release_many", _method("release_many"), {
         "jobs": Items(_leases, bad_refs(True)), "chunk_size": P(1, "chunk_size"),
     }),
+    Entry("fail", _method("fail"), {
+        "job": P(lambda w: w.active[0], bad_refs(True), None), "backoff_ms": P(0, "backoff_ms"),
+        "dead_letter": P("dead", "dead_letter"),
+    }),
+    Entry("fail_many", _method("fail_many"), {
+        "jobs": Items(_leases, bad_refs(True)), "backoff_ms": P(10, "backoff_ms"),
+        "dead_letter": P("dead", "dead_letter"), "chunk_size": P(1, "chunk_size"),
+    }),
     Entry("interval", _method("interval"), {"queue_type": QT, "queue_id": QID, "interval": P(5, "interval")}),
     Entry("clear_queue", _method("clear_queue"), {
         "queue_type": QT, "queue_id": P("q2", "queue_id"), "purge_all": P(True, None),  # any value is taken as a bool

@@ -16,6 +16,7 @@ from .exceptions import (
 from .sharq import SharQ
 from .types import (
     EnqueueResult,
+    FailOutcome,
     GlobalMetrics,
     Job,
     JobRequest,
@@ -53,6 +54,7 @@ __all__ = [
     "OutcomeUnknownError",
     "ReplicationError",
     "EnqueueResult",
+    "FailOutcome",
     "GlobalMetrics",
     "Job",
     "JobRequest",

@@ -18,12 +18,12 @@ from ._connect import from_config, redis_from
 from ._layout import transport_for
 from ._rounds import Op
 from ._settings import Clock, Settings
-from .types import EnqueueResult, GlobalMetrics, Job, QueueMetrics, QueueTypeMetrics, RequeueResult
+from .types import EnqueueResult, FailOutcome, GlobalMetrics, Job, QueueMetrics, QueueTypeMetrics, RequeueResult
 
 #: The public methods that run an operation (AsyncClient makes coroutines of them).
 OPERATIONS = (
     "enqueue", "enqueue_many", "dequeue", "dequeue_many", "finish", "finish_many",
-    "extend", "extend_many", "release", "release_many", "interval", "requeue", "metrics",
+    "extend", "extend_many", "release", "release_many", "fail", "fail_many", "interval", "requeue", "metrics",
     "clear_queue", "queue_length", "deep_status", "load_scripts",
 )
 
@@ -171,6 +171,13 @@ class Operations:
         without counting a requeue. False when the lease was lost."""
         return self._run(_first(self.settings.ops.release_many(self.settings, (job,), C.DEFAULT_CHUNK_SIZE)))
 
+    def fail(self, job: Job, *, backoff_ms: int = 0, dead_letter: Optional[str] = None) -> FailOutcome:
+        """Report a dequeued job as failed; it counts against its requeue limit as an
+        expiry would. See fail_many."""
+        return self._run(_first(self.settings.ops.fail_many(
+            self.settings, (job,), backoff_ms, dead_letter, C.DEFAULT_CHUNK_SIZE
+        )))
+
     def interval(self, queue_type: str, queue_id: str, interval: int) -> bool:
         """Change the interval of a known queue. False when the queue has no interval
         (nothing was enqueued to it, or it was finished and emptied)."""
@@ -228,6 +235,36 @@ class Operations:
         """release() for many jobs (Jobs, or (queue_type, queue_id, job_id, lease) tuples)
         in one round trip; one bool per job. Jobs of one queue keep their order."""
         return self._run(self.settings.ops.release_many(self.settings, jobs, chunk_size))
+
+    def fail_many(
+        self,
+        jobs: Iterable[Any],
+        *,
+        backoff_ms: int = 0,
+        dead_letter: Optional[str] = None,
+        chunk_size: int = C.DEFAULT_CHUNK_SIZE,
+    ) -> List[FailOutcome]:
+        """Report dequeued jobs (Jobs, or (queue_type, queue_id, job_id, lease) tuples) as
+        failed, in one round trip; one FailOutcome per job. Each failure counts one
+        requeue against the job's limit, exactly as an expiry would (-1: unlimited):
+
+        - requeues left, `backoff_ms` 0: back at the front of its queue now (RETRIED; the
+          queue's interval still holds);
+        - requeues left, `backoff_ms` > 0: the job stays active with its lease moved to
+          now + backoff_ms; the requeuer then puts it back and counts the requeue
+          (RETRIED);
+        - no requeues left: DISCARDED (payload and count deleted), or with `dead_letter`
+          (a queue type) DEAD_LETTERED: enqueued there with the same queue_id, job_id and
+          payload, interval 0 and the client's default requeue limit (a job already queued
+          there under that id is kept);
+        - LOST when the caller's lease was lost (finished, requeued, dequeued again):
+          nothing changed.
+
+        All input is validated first: a bad job or argument raises BadArgumentException
+        and changes nothing. On one node each chunk is one atomic script call; on a
+        cluster, dead-lettering takes two more calls (enqueue into the dead-letter type,
+        then discard: a crash between them leaves the job in both, never in neither)."""
+        return self._run(self.settings.ops.fail_many(self.settings, jobs, backoff_ms, dead_letter, chunk_size))
 
     # -- queues -------------------------------------------------------------------------
 

@@ -23,7 +23,7 @@ from ._settings import Settings
 #: The operations every layout provides, by name.
 OPERATION_NAMES = (
     "enqueue", "enqueue_many", "dequeue", "dequeue_many", "finish", "finish_many", "extend_many",
-    "release_many", "requeue", "requeue_pass", "metrics", "interval", "clear_queue", "queue_length",
+    "release_many", "fail_many", "requeue", "requeue_pass", "metrics", "interval", "clear_queue", "queue_length",
     "deep_status", "lock", "load_scripts",
 )
 

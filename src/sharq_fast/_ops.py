@@ -17,7 +17,7 @@ from . import _replication as replication
 from ._rounds import Collect, Draw, Op, Send, Wait, Watch
 from ._settings import Settings, positive_ms, seconds
 from .exceptions import BadArgumentException, BatchError, OutcomeUnknownError, ReplicationError
-from .types import EnqueueResult, Job
+from .types import EnqueueResult, FailOutcome, Job
 
 # -- calls ------------------------------------------------------------------------------
 
@@ -403,6 +403,48 @@ def release_many(s: Settings, jobs: Iterable[Any], chunk_size: int) -> Op[List[b
     chunk_size = check_batching(chunk_size, 1)
     results = yield from _job_ref_rounds(s, "release", list(jobs), chunk_size, True, (s.clock(),))
     return [value == 1 for value in results]
+
+
+#: fail.lua's reply value per job -> its outcome.
+FAIL_OUTCOMES = (FailOutcome.LOST, FailOutcome.RETRIED, FailOutcome.DISCARDED, FailOutcome.DEAD_LETTERED)
+
+
+def fail_args(jobs: Sequence[Any], backoff_ms: Any, dead_letter: Any) -> str:
+    """Check fail_many's own arguments (the jobs are checked as they are packed); the
+    dead-letter queue type as the scripts take it ('' for none)."""
+    int_arg(backoff_ms, "backoff_ms", 0, C.MAX_INTEGER)
+    if dead_letter is None:
+        return ""
+    _core.core.check_identifier(dead_letter, "dead_letter")
+    if dead_letter in C.RESERVED_QUEUE_TYPES:
+        raise _core.core.bad_argument("dead_letter", -1, f"{dead_letter!r} {C.RESERVED_MESSAGE}")
+    for index, job in enumerate(jobs):
+        ids = (job.queue_type, job.queue_id) if isinstance(job, Job) else job[:2] if isinstance(job, tuple) else ()
+        if len(ids) < 2:
+            continue  # not a job reference: refused with its position when it is packed
+        queue_type, queue_id = ids
+        if isinstance(queue_id, str) and (dead_letter, queue_id) in C.RESERVED_QUEUE_TYPE_IDS:
+            raise _core.core.bad_argument(
+                "dead_letter", index, f"{dead_letter!r} with queue_id {queue_id!r} {C.RESERVED_MESSAGE}"
+            )
+        if queue_type == dead_letter:
+            # Its jobs would go round forever, with a fresh requeue limit each time.
+            raise _core.core.bad_argument(
+                "dead_letter", index, f"{dead_letter!r} is the job's own queue type: give jobs that ran out "
+                "of requeues a queue type of their own."
+            )
+    return dead_letter
+
+
+def fail_many(s: Settings, jobs: Iterable[Any], backoff_ms: Any, dead_letter: Any, chunk_size: int) -> Op[List[FailOutcome]]:
+    """Fail jobs still held: retried (now, or after the backoff), discarded or moved to the
+    dead-letter queue type when out of requeues; see lua/fail.lua."""
+    chunk_size = check_batching(chunk_size, 1)
+    items = list(jobs)
+    dead_letter = fail_args(items, backoff_ms, dead_letter)
+    head = (s.clock(), backoff_ms, dead_letter, s.default_job_requeue_limit)
+    results = yield from _job_ref_rounds(s, "fail", items, chunk_size, True, head)
+    return [FAIL_OUTCOMES[value] for value in results]
 
 
 def draw(source: Any, count: int) -> List[Any]:

@@ -7,19 +7,19 @@ Queue-level operations (requeue, metrics, ...) are in ``_ops_cluster_queues``.
 """
 
 import time
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 from redis.exceptions import ResponseError
 
 from . import _constants as C
 from . import _core
 from ._cluster_keys import Partitions, partition_of
-from ._ops import check_batching, checked, int_arg, queue_type_arg, wake_channel
+from ._ops import FAIL_OUTCOMES, check_batching, checked, fail_args, int_arg, queue_type_arg, wake_channel
 from ._rounds import Collect, Draw, Op, Round, Send, Wait, Watch
 from ._replication import replicas_for
 from ._settings import Settings, positive_ms, seconds
 from .exceptions import BadArgumentException, BatchError, OutcomeUnknownError
-from .types import EnqueueResult, Job, JobRequest
+from .types import EnqueueResult, FailOutcome, Job, JobRequest
 
 #: Most rounds of partition calls one dequeue makes before it answers with what it has.
 MAX_DEQUEUE_STEPS = 6
@@ -352,18 +352,27 @@ def dequeue(s: Settings, queue_type: Any, timeout: Any) -> Op[Optional[Job]]:
 
 
 def _job_ref_calls(
-    s: Settings, script: str, jobs: Sequence[Any], chunk_size: int, need_lease: bool, head_args: Sequence[Any]
+    s: Settings,
+    script: str,
+    jobs: Sequence[Any],
+    chunk_size: int,
+    need_lease: bool,
+    head_args: Union[Sequence[Any], Callable[[str], Sequence[Any]]],
 ) -> Op[List[Any]]:
     """``_ops._job_ref_rounds`` on the cluster: jobs validated first (a bad one raises and
     changes nothing), grouped by partition, `chunk_size` a call, one round over all nodes;
-    one reply value per job, in input order."""
+    one reply value per job, in input order. `head_args` may be a function of the queue
+    type (arguments that differ by type, such as its wake-up channel)."""
     single = chunk_size == 0
     chunk_size = chunk_size or 1
     _core.core.pack_job_refs(jobs, -1 if single else 0, need_lease)  # validates all
     refs = [_ref(job) for job in jobs]
     known = yield from type_partitions(s, {ref[0] for ref in refs}, create=False)
     now = s.clock()
-    head = _core.core.pack_args(head_args)
+    heads: Dict[str, Tuple[bytes, int]] = {}
+    for queue_type in known:
+        args = head_args(queue_type) if callable(head_args) else head_args
+        heads[queue_type] = (_core.core.pack_args(args), len(args))
     groups: Dict[Tuple[str, int], List[int]] = {}
     unknown = []
     for i, (queue_type, queue_id) in enumerate(refs):
@@ -377,7 +386,8 @@ def _job_ref_calls(
         for start in range(0, len(indexes), chunk_size):
             part = indexes[start : start + chunk_size]
             body = _core.core.pack_job_refs([jobs[i] for i in part], 0, need_lease)
-            calls.append(partition_call(s, script, known[queue_type], p, now, head + body, len(head_args) + 4 * len(part)))
+            head, argc = heads[queue_type]
+            calls.append(partition_call(s, script, known[queue_type], p, now, head + body, argc + 4 * len(part)))
             positions.append(part)
     results: List[Any] = [0] * len(jobs)
     if not calls:
@@ -463,3 +473,86 @@ def release_many(s: Settings, jobs: Iterable[Any], chunk_size: int) -> Op[List[b
         for i, value in zip(indexes, values):
             results[i] = value
     return [value == 1 for value in results]
+
+
+# -- fail -------------------------------------------------------------------------------
+
+
+def fail_many(s: Settings, jobs: Iterable[Any], backoff_ms: Any, dead_letter: Any, chunk_size: int) -> Op[List[FailOutcome]]:
+    """``_ops.fail_many`` on the cluster. The dead-letter type's partitions are in other
+    slots than the jobs', so dead-lettering takes three steps: lua/cluster/fail.lua holds
+    the jobs out of requeues (still active, under the caller's lease) and gives their
+    payloads; they are enqueued into the dead-letter type; then discarded by a second
+    fail.lua call. A client that dies between leaves them active: the requeuer discards
+    them, and their dead-letter copies stay (never lost, at worst in both places)."""
+    chunk_size = check_batching(chunk_size, 1)
+    items = list(jobs)
+    dead_letter = fail_args(items, backoff_ms, dead_letter)
+    _core.core.pack_job_refs(items, 0, True)  # validates every job before anything is sent
+
+    def head(hold: int) -> Callable[[str], Tuple[Any, ...]]:
+        return lambda queue_type: (
+            wake_channel(s, queue_type), s.job_expire_interval, s.clock(), backoff_ms, hold
+        )
+
+    try:
+        values = yield from _job_ref_calls(s, "fail", items, chunk_size, True, head(1 if dead_letter else 0))
+        held = [i for i, value in enumerate(values) if isinstance(value, bytes)]
+        outcomes = [
+            FailOutcome.DEAD_LETTERED if isinstance(value, bytes) else FAIL_OUTCOMES[value] for value in values
+        ]
+        if not held:
+            return outcomes
+        refused = yield from _dead_letter(s, dead_letter, [items[i] for i in held], [values[i] for i in held], chunk_size)
+        moved = [i for k, i in enumerate(held) if k not in refused]
+        # Their copies are in the dead-letter type: discard them (lease-checked; they are
+        # out of requeues, so this fail call discards, and nothing else can have).
+        yield from _job_ref_calls(s, "fail", [items[i] for i in moved], chunk_size, True, head(0))
+    except OutcomeUnknownError as exc:
+        raise OutcomeUnknownError(
+            f"{exc}; fail: the outcome of all {len(items)} jobs is unknown (in .unknown); fail them "
+            "again (a job already dead-lettered is then kept once, and reported LOST)",
+            unknown=list(range(len(items))),
+        ) from exc
+    if refused:
+        positions = sorted(held[k] for k in refused)
+        raise BatchError(
+            f"Redis refused to enqueue {len(positions)} jobs into the dead-letter queue type "
+            f"{dead_letter!r} (they are in .refused): they are still active under your lease; "
+            "fail them again once the cause is fixed",
+            done=sum(1 for i, o in enumerate(outcomes) if o != FailOutcome.LOST and i not in positions),
+            refused=positions,
+        )
+    return outcomes
+
+
+def _dead_letter(s: Settings, dead_letter: str, jobs: List[Any], payloads: List[bytes], chunk_size: int) -> Op[set]:
+    """Enqueue `jobs` into `dead_letter` with their stored `payloads`, interval 0 and the
+    default requeue limit (a job already queued there under its id is kept). Returns the
+    offsets in `jobs` of those Redis refused."""
+    parts = (yield from type_partitions(s, (dead_letter,), create=True))[dead_letter]
+    now = s.clock()
+    head = (wake_channel(s, dead_letter), s.job_expire_interval, now)
+    groups: Dict[int, List[int]] = {}
+    ids = []
+    for k, job in enumerate(jobs):
+        queue_id, job_id = (job.queue_id, job.job_id) if isinstance(job, Job) else (job[1], job[2])
+        ids.append((queue_id, job_id))
+        groups.setdefault(partition_of(queue_id, parts.count), []).append(k)
+    calls, positions = [], []
+    for p, indexes in groups.items():
+        for start in range(0, len(indexes), chunk_size):
+            part = indexes[start : start + chunk_size]
+            args: List[Any] = list(head)
+            for k in part:
+                args += [dead_letter, ids[k][0], ids[k][1], payloads[k], 0, s.default_job_requeue_limit]
+            calls.append(partition_call(s, "enqueue", parts, p, now, _core.core.pack_args(args), len(args)))
+            positions.append(part)
+    replies = yield from run_calls(s, calls)
+    refused = set()
+    for call, reply, part in zip(calls, replies, positions):
+        if isinstance(reply, ResponseError):
+            refused.update(part)
+        else:
+            _mark_head(s, call, reply[0])
+    return refused

@@ -1,5 +1,6 @@
 """The typed values of sharq_fast's API."""
 
+import enum
 from typing import Any, Dict, List, Optional
 
 import msgspec
@@ -61,6 +62,19 @@ class RequeueResult(msgspec.Struct):
 
     requeued: int = 0
     discarded: List[Job] = []
+
+
+class FailOutcome(str, enum.Enum):
+    """What ``fail_many`` did with one job."""
+
+    #: Back in its queue (at its front now, or after the backoff), one requeue counted.
+    RETRIED = "retried"
+    #: Out of requeues: the job, its payload and its requeue count were deleted.
+    DISCARDED = "discarded"
+    #: Out of requeues: moved to the dead-letter queue type (same queue_id, job_id, payload).
+    DEAD_LETTERED = "dead_lettered"
+    #: The caller's lease was lost (finished, requeued or dequeued again): nothing changed.
+    LOST = "lost"
 
 
 class GlobalMetrics(msgspec.Struct):
