@@ -99,46 +99,50 @@ def queue_weights(queue_type: Union[str, Sequence[str], Mapping[str, int]]) -> D
 
 
 class Rotation:
-    """Which queue type to fetch from next: smooth weighted round robin over the types
-    not known to be empty; when all are, a waiting dequeue on the next one in turn (each
-    waits wait_timeout / number of types, so a job of another type waits no longer)."""
+    """Which queue type to fetch from next: of the types not known to be empty, the one
+    that got the fewest jobs for its weight (so jobs, not fetches, follow the weights);
+    when all are empty, a waiting dequeue on each in turn (each waits wait_timeout /
+    number of types, so a job of another type waits no longer than wait_timeout)."""
 
     #: How long a type that gave nothing is skipped (s) while others have jobs.
     EMPTY_FOR = 0.05
 
     def __init__(self, weights: Dict[str, int], wait_timeout: float) -> None:
         self.weights = weights
-        self.current = {name: 0 for name in weights}
+        self.served = {name: 0.0 for name in weights}  # jobs fetched / weight
         self.empty: Dict[str, float] = {}
-        self.wait_timeout = wait_timeout if len(weights) == 1 else wait_timeout / len(weights)
+        self.turn = 0
+        self.single = next(iter(weights)) if len(weights) == 1 else None
+        self.wait_timeout = wait_timeout if self.single else wait_timeout / len(weights)
 
-    def next(self, now: float) -> Tuple[str, Optional[float]]:
-        """The queue type to fetch from, and the dequeue's timeout (None: do not wait)."""
-        if len(self.weights) == 1:
-            return next(iter(self.weights)), self.wait_timeout
+    def next(self, now: float) -> Tuple[str, Optional[float], float]:
+        """The queue type to fetch from, the dequeue's timeout (None: do not wait), and
+        the share of the free capacity to fetch (its weight's share of the types with jobs)."""
+        if self.single is not None:
+            return self.single, self.wait_timeout, 1.0
         empty = self.empty
         for name, since in list(empty.items()):
             if now - since > self.EMPTY_FOR:
                 del empty[name]
         names = [name for name in self.weights if name not in empty]
-        wait = not names
-        if wait:
-            names = list(self.weights)
+        if not names:  # all empty: wait on each in turn
             empty.clear()
-        total = 0
-        for name in names:
-            self.current[name] += self.weights[name]
-            total += self.weights[name]
-        best = max(names, key=self.current.__getitem__)
-        self.current[best] -= total
-        return best, (self.wait_timeout if wait else None)
+            self.turn = (self.turn + 1) % len(self.weights)
+            return list(self.weights)[self.turn], self.wait_timeout, 1.0
+        name = min(names, key=self.served.__getitem__)
+        return name, None, self.weights[name] / sum(self.weights[other] for other in names)
 
-    def fetched(self, name: str, got: bool, now: float) -> None:
-        """Note what a dequeue of `name` gave."""
+    def fetched(self, name: str, got: int, now: float) -> None:
+        """Note what a dequeue of `name` gave (how many jobs)."""
         if got:
             self.empty.pop(name, None)
+            self.served[name] += got / self.weights[name]
         else:
             self.empty[name] = now
+            # An idle type does not bank a claim on the next jobs: it starts level.
+            others = [served for other, served in self.served.items() if other != name and other not in self.empty]
+            if others:
+                self.served[name] = max(self.served[name], min(others))
 
 
 class Engine:
@@ -317,9 +321,10 @@ class Engine:
                     self.space_waiting = False
                     continue
                 now = time.monotonic()
-                queue_type, timeout = self.rotation.next(now)
+                queue_type, timeout, share = self.rotation.next(now)
+                count = min(max(1, int(free * share)), C.MAX_DEQUEUE_COUNT)
                 try:
-                    jobs = yield (CALL, "dequeue_many", (queue_type, min(free, C.MAX_DEQUEUE_COUNT)), {"timeout": timeout})
+                    jobs = yield (CALL, "dequeue_many", (queue_type, count), {"timeout": timeout})
                 except BatchError as exc:  # part of it was refused; the jobs it took are ours
                     self.log.error("dequeue of %r partly failed: %s", queue_type, exc)
                     jobs = exc.jobs
@@ -338,7 +343,7 @@ class Engine:
                     yield (WAIT, STOP, backoff.failed(exc))
                     continue
                 backoff.ok()
-                self.rotation.fetched(queue_type, bool(jobs), now)
+                self.rotation.fetched(queue_type, len(jobs), now)
                 if jobs:
                     for job in jobs:
                         held[id(job)] = [job, None]
