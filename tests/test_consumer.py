@@ -165,6 +165,8 @@ def test_every_job_is_handled_and_finished_exactly_once_by_two_consumers(kind, u
     runs = [Running(kind, url, lambda job: seen.append(job.job_id), concurrency=4) for _ in range(2)]
     until(lambda: nothing_left(producer) and sum(run.stats().processed for run in runs) == len(ids),
           what="all jobs finished")
+    for run in runs:
+        run.consumer.stop()
     stats = [run.stop() for run in runs]
     assert sorted(seen) == sorted(ids)
     assert sum(s.processed for s in stats) == len(ids)
@@ -413,12 +415,14 @@ def test_the_rate_limit_holds_with_8_consumers(kind, url, producer, monkeypatch)
 
     monkeypatch.setattr(_ops, "_dequeue_round", recorded)
     interval = 50
-    fill(producer, 120, queues=4, interval=interval)
+    fill(producer, 80, queues=4, interval=interval)
     runs = [Running(kind, url, lambda job: None, concurrency=2) for _ in range(8)]
     until(lambda: nothing_left(producer), timeout=30, what="all jobs done")
     for run in runs:
+        run.consumer.stop()  # all at once: each may wait out its waiting dequeue
+    for run in runs:
         run.stop()
-    assert sum(len(times) for times in taken.values()) == 120
+    assert sum(len(times) for times in taken.values()) == 80
     for queue_id, times in taken.items():
         times.sort()
         gaps = [b - a for a, b in zip(times, times[1:])]
@@ -482,14 +486,14 @@ def test_sigterm_drains_and_releases(redis_server_url, r, tmp_path, proc_kind):
     producer.close()
 
 
-def _run_processes(url: str, tmp_path: Path, n_jobs: int, kinds: List[str], kill: int = 0) -> None:
+def _run_processes(url: str, tmp_path: Path, n_jobs: int, kinds: List[str], kill: int = 0, work_ms: int = 0) -> None:
     producer = Client(url)
     ids = fill(producer, n_jobs, queues=100)
-    procs = [Process(url, kind, tmp_path / f"out{i}", concurrency=16 if kind == "async" else 4, expire_ms=1500)
-             for i, kind in enumerate(kinds)]
+    procs = [Process(url, kind, tmp_path / f"out{i}", concurrency=16 if kind == "async" else 4, expire_ms=1500,
+                     work_ms=work_ms) for i, kind in enumerate(kinds)]
     killed = procs[:kill]
     if kill:
-        until(lambda: all(len(p.handled()) > 100 for p in killed), what="the killed ones at work")
+        until(lambda: all(len(p.handled()) > 20 for p in killed), what="the killed ones at work")
         for p in killed:
             p.proc.kill()
             p.proc.wait()
@@ -526,4 +530,4 @@ def test_8_consumer_processes_finish_100000_jobs_exactly_once(redis_server_url, 
 @pytest.mark.compiled_core_only
 @pytest.mark.single_node
 def test_sigkill_of_consumers_mid_batch_loses_no_job(redis_server_url, r, tmp_path):
-    _run_processes(redis_server_url, tmp_path, 10_000, ["thread", "async"] * 3, kill=2)
+    _run_processes(redis_server_url, tmp_path, 5_000, ["thread", "async"] * 3, kill=2, work_ms=1)
