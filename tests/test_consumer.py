@@ -26,6 +26,10 @@ from sharq_fast.exceptions import BadArgumentException
 HERE = Path(__file__).parent
 QT = "work"
 
+# The consumer is the same code over both cores (which the core's own tests compare):
+# compiled core only, when built.
+pytestmark = pytest.mark.compiled_core_only
+
 
 def until(condition: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
     """Poll `condition` until it is truthy (its value) or fail after `timeout` seconds."""
@@ -50,6 +54,7 @@ class Running:
         self.kind = kind
         settings = dict(settings or {})
         options.setdefault("handle_signals", False)
+        options.setdefault("wait_timeout", 0.25)  # a stop waits out the waiting dequeue
         if kind == "thread":
             def handle(job: Any) -> None:
                 pause = handler(job)
