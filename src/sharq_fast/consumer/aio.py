@@ -9,7 +9,7 @@ from typing import Any, Awaitable, Callable, Dict, List, Optional
 from ..aio import AsyncClient
 from ..types import Job
 from .common import ConsumerBase, QueueTypes
-from .engine import CALL, FLUSH, HALT, RUNNING, SPACE, STOP, Engine, Loop
+from .engine import CALL, FLUSH, HALT, RUNNING, SPACE, STOP, Engine, JobTimeoutError, Loop, Steps
 
 
 class AsyncConsumer(ConsumerBase):
@@ -114,8 +114,6 @@ class AsyncConsumer(ConsumerBase):
                     try:
                         await asyncio.wait_for(handler(job), timeout)
                     except asyncio.TimeoutError:
-                        from .engine import JobTimeoutError
-
                         raise JobTimeoutError(f"the handler ran longer than job_timeout ({timeout}s)") from None
             except Exception as exc:
                 engine.failed(job, exc)
@@ -124,36 +122,30 @@ class AsyncConsumer(ConsumerBase):
 
     async def _drive(self, loop: Loop) -> None:
         """Carry out a loop's actions until it ends; a crash is logged and stops the consumer."""
-        client, events = self.client, self._events
-        reply: Any = None
-        error: Optional[BaseException] = None
+        client, events, steps = self.client, self._events, Steps(loop)
         try:
             while True:
-                try:
-                    action = loop.send(reply) if error is None else loop.throw(error)
-                except StopIteration:
+                action = steps.next()
+                if action is None:
                     return
-                reply = error = None
                 if action[0] == CALL:
                     try:
-                        reply = await getattr(client, action[1])(*action[2], **action[3])
+                        steps.reply = await getattr(client, action[1])(*action[2], **action[3])
                     except Exception as exc:
-                        error = exc
-                else:
-                    event = events[action[1]]
-                    if not event.is_set():
-                        try:
-                            await asyncio.wait_for(event.wait(), action[2])
-                        except asyncio.TimeoutError:
-                            pass
-                    if action[1] in (SPACE, FLUSH):
-                        event.clear()
+                        steps.error = exc
+                    continue
+                event = events[action[1]]
+                if not event.is_set():
+                    try:
+                        await asyncio.wait_for(event.wait(), action[2])
+                    except asyncio.TimeoutError:
+                        pass
+                if action[1] in (SPACE, FLUSH):
+                    event.clear()
         except asyncio.CancelledError:
             raise
         except BaseException as exc:
-            self.error = exc
-            self.log.exception("consumer loop crashed: stopping now")
-            self.engine.stop(now=True)
+            self._crashed(exc)
 
 
 def _in_loop(loop: asyncio.AbstractEventLoop) -> bool:

@@ -91,6 +91,13 @@ class ConsumerBase:
         self.log.warning("%s: %s", signal.Signals(signum).name, "stopping now" if now else "draining (again to stop now)")
         threading.Thread(target=self.stop, args=(now,), daemon=True).start()
 
+    def _crashed(self, exc: BaseException) -> None:
+        """A loop of the consumer failed (a bug, never Redis trouble): stop, and run()
+        raises it once stopped."""
+        self.error = exc
+        self.log.error("consumer loop crashed: stopping now", exc_info=exc)
+        self.engine.stop(now=True)
+
     def stop(self, now: bool = False) -> None:  # pragma: no cover - defined by each driver
         raise NotImplementedError
 

@@ -99,46 +99,50 @@ def queue_weights(queue_type: Union[str, Sequence[str], Mapping[str, int]]) -> D
 
 
 class Rotation:
-    """Which queue type to fetch from next: smooth weighted round robin over the types
-    not known to be empty; when all are, a waiting dequeue on the next one in turn (each
-    waits wait_timeout / number of types, so a job of another type waits no longer)."""
+    """Which queue type to fetch from next: of the types not known to be empty, the one
+    that got the fewest jobs for its weight (so jobs, not fetches, follow the weights);
+    when all are empty, a waiting dequeue on each in turn (each waits wait_timeout /
+    number of types, so a job of another type waits no longer than wait_timeout)."""
 
     #: How long a type that gave nothing is skipped (s) while others have jobs.
     EMPTY_FOR = 0.05
 
     def __init__(self, weights: Dict[str, int], wait_timeout: float) -> None:
         self.weights = weights
-        self.current = {name: 0 for name in weights}
+        self.served = {name: 0.0 for name in weights}  # jobs fetched / weight
         self.empty: Dict[str, float] = {}
-        self.wait_timeout = wait_timeout if len(weights) == 1 else wait_timeout / len(weights)
+        self.turn = 0
+        self.single = next(iter(weights)) if len(weights) == 1 else None
+        self.wait_timeout = wait_timeout if self.single else wait_timeout / len(weights)
 
-    def next(self, now: float) -> Tuple[str, Optional[float]]:
-        """The queue type to fetch from, and the dequeue's timeout (None: do not wait)."""
-        if len(self.weights) == 1:
-            return next(iter(self.weights)), self.wait_timeout
+    def next(self, now: float) -> Tuple[str, Optional[float], float]:
+        """The queue type to fetch from, the dequeue's timeout (None: do not wait), and
+        the share of the free capacity to fetch (its weight's share of the types with jobs)."""
+        if self.single is not None:
+            return self.single, self.wait_timeout, 1.0
         empty = self.empty
         for name, since in list(empty.items()):
             if now - since > self.EMPTY_FOR:
                 del empty[name]
         names = [name for name in self.weights if name not in empty]
-        wait = not names
-        if wait:
-            names = list(self.weights)
+        if not names:  # all empty: wait on each in turn
             empty.clear()
-        total = 0
-        for name in names:
-            self.current[name] += self.weights[name]
-            total += self.weights[name]
-        best = max(names, key=self.current.__getitem__)
-        self.current[best] -= total
-        return best, (self.wait_timeout if wait else None)
+            self.turn = (self.turn + 1) % len(self.weights)
+            return list(self.weights)[self.turn], self.wait_timeout, 1.0
+        name = min(names, key=self.served.__getitem__)
+        return name, None, self.weights[name] / sum(self.weights[other] for other in names)
 
-    def fetched(self, name: str, got: bool, now: float) -> None:
-        """Note what a dequeue of `name` gave."""
+    def fetched(self, name: str, got: int, now: float) -> None:
+        """Note what a dequeue of `name` gave (how many jobs)."""
         if got:
             self.empty.pop(name, None)
+            self.served[name] += got / self.weights[name]
         else:
             self.empty[name] = now
+            # An idle type does not bank a claim on the next jobs: it starts level.
+            others = [served for other, served in self.served.items() if other != name and other not in self.empty]
+            if others:
+                self.served[name] = max(self.served[name], min(others))
 
 
 class Engine:
@@ -317,9 +321,10 @@ class Engine:
                     self.space_waiting = False
                     continue
                 now = time.monotonic()
-                queue_type, timeout = self.rotation.next(now)
+                queue_type, timeout, share = self.rotation.next(now)
+                count = min(max(1, int(free * share)), C.MAX_DEQUEUE_COUNT)
                 try:
-                    jobs = yield (CALL, "dequeue_many", (queue_type, min(free, C.MAX_DEQUEUE_COUNT)), {"timeout": timeout})
+                    jobs = yield (CALL, "dequeue_many", (queue_type, count), {"timeout": timeout})
                 except BatchError as exc:  # part of it was refused; the jobs it took are ours
                     self.log.error("dequeue of %r partly failed: %s", queue_type, exc)
                     jobs = exc.jobs
@@ -338,7 +343,7 @@ class Engine:
                     yield (WAIT, STOP, backoff.failed(exc))
                     continue
                 backoff.ok()
-                self.rotation.fetched(queue_type, bool(jobs), now)
+                self.rotation.fetched(queue_type, len(jobs), now)
                 if jobs:
                     for job in jobs:
                         held[id(job)] = [job, None]
@@ -353,32 +358,31 @@ class Engine:
     # -- the keeper: completions, failures, leases, timeouts, shutdown -----------------------
 
     def keeper(self) -> Loop:
-        """Send completions and failures, extend leases, time out jobs; at a stop, drain,
-        release the unstarted jobs and flush. Returns when the consumer is stopped."""
+        """Send completions and failures, extend leases, time out jobs; at a stop, drain:
+        wait for the running jobs (up to grace_period), release the unstarted ones, flush.
+        Returns when the consumer is stopped."""
         backoff = Backoff(self.log, "finish")
         next_lease = time.monotonic() + self.lease_period
         first_seen: Optional[float] = None
         pending: List[Job] = []  # a finish_many whose outcome is unknown: sent again
-        while True:
+        to_release: List[Job] = []
+        while self.phase != HALTED:
             now = time.monotonic()
             self.stats.last_turn = time.time()
-            if self.phase == HALTED:
-                yield from self._flush_once(pending)
-                return
-            if self.phase == DRAINING:
-                yield from self._drain(pending, backoff)
-                return
+            draining = self.phase == DRAINING
             if self.reap_timeouts:
                 self._reap(now)
+            if draining:
+                to_release += self._release_buffer()
+                if (self.fetcher_done and not self.held) or self._grace_over(now):
+                    break
             if self.finished or self.fails or pending:
-                if first_seen is None:
-                    first_seen = now
-                if (now - first_seen >= self.finish_delay or len(self.finished) >= self.finish_batch
+                first_seen = first_seen or now
+                if (draining or now - first_seen >= self.finish_delay or len(self.finished) >= self.finish_batch
                         or self.fails or pending):
                     first_seen = None
                     self.flush_armed = False
-                    ok = yield from self._flush(pending)
-                    if ok:
+                    if (yield from self._flush(pending)):
                         backoff.ok()
                     else:
                         yield (WAIT, HALT, backoff.delay())
@@ -393,8 +397,22 @@ class Engine:
                 timeout = min(timeout, first_seen + self.finish_delay - now)
             if self.reap_timeouts:
                 timeout = min(timeout, max(self.job_timeout / 10, 0.01))  # type: ignore[operator]
+            if draining:
+                timeout = min(timeout, 0.05)
             if timeout > 0:
                 yield (WAIT, FLUSH, timeout)
+        if self.phase == HALTED:
+            yield from self._flush_once(pending)
+        else:
+            yield from self._final_flush(to_release + self._release_buffer(), pending, backoff)
+
+    def _grace_over(self, now: float) -> bool:
+        if now < self.stopped_at + self.grace_period:
+            return False
+        if self.held:
+            self.log.warning("grace period over: %d jobs still running are left to their leases: %s",
+                             len(self.held), _ids(entry[0] for entry in list(self.held.values())))
+        return True
 
     def _adapt(self, now: float) -> None:
         """Fetch ahead what the workers handle in PREFETCH_LEASE_SHARE of a lease, at the
@@ -534,35 +552,9 @@ class Engine:
                 jobs.append(job)
         return jobs
 
-    def _drain(self, pending: List[Job], backoff: "Backoff") -> Loop:
-        """Graceful stop: wait for the running jobs (up to grace_period), keep flushing and
-        extending meanwhile, release the unstarted jobs, flush, return."""
-        deadline = self.stopped_at + self.grace_period
-        to_release: List[Job] = []
-        next_lease = time.monotonic() + self.lease_period
-        while self.phase == DRAINING:
-            self.stats.last_turn = time.time()
-            to_release += self._release_buffer()
-            now = time.monotonic()
-            if self.reap_timeouts:
-                self._reap(now)
-            if self.fetcher_done and not self.held:
-                break
-            if now >= deadline:
-                if self.held:
-                    self.log.warning("grace period over: %d jobs still running are left to their leases: %s",
-                                     len(self.held), _ids(entry[0] for entry in list(self.held.values())))
-                break
-            if self.finished or self.fails or pending:
-                if not (yield from self._flush(pending)):
-                    yield (WAIT, HALT, backoff.delay())
-                continue
-            if now >= next_lease:
-                next_lease = now + self.lease_period
-                yield from self._extend()
-                continue
-            yield (WAIT, FLUSH, min(0.05, deadline - now))
-        to_release += self._release_buffer()
+    def _final_flush(self, to_release: List[Job], pending: List[Job], backoff: "Backoff") -> Loop:
+        """Release the unstarted jobs and send what is done, retrying while Redis is down
+        (for FINAL_FLUSH_FOR at most: what is left comes back after its lease)."""
         give_up = time.monotonic() + FINAL_FLUSH_FOR
         while self.phase == DRAINING:
             released = yield from self._release(to_release)
@@ -597,6 +589,26 @@ class Engine:
             yield from self._flush(pending)
         except Exception:  # noqa: BLE001 - stopping now: nothing more to do about it
             self.log.exception("final flush failed")
+
+
+class Steps:
+    """Steps a loop for a driver: ``next()`` gives the next action, after the driver set
+    ``reply`` (or ``error``) for the last one; None when the loop ended."""
+
+    __slots__ = ("loop", "reply", "error")
+
+    def __init__(self, loop: Loop) -> None:
+        self.loop = loop
+        self.reply: Any = None
+        self.error: Optional[BaseException] = None
+
+    def next(self) -> Optional[Action]:
+        reply, error = self.reply, self.error
+        self.reply = self.error = None
+        try:
+            return self.loop.send(reply) if error is None else self.loop.throw(error)
+        except StopIteration:
+            return None
 
 
 class Backoff:

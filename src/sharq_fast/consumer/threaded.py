@@ -13,7 +13,7 @@ from typing import Any, Callable, Optional
 from ..client import Client
 from ..types import Job
 from .common import ConsumerBase, QueueTypes
-from .engine import CALL, FLUSH, HALT, RUNNING, SPACE, STOP, Engine, Loop
+from .engine import CALL, FLUSH, HALT, RUNNING, SPACE, STOP, Engine, Loop, Steps
 
 
 class Consumer(ConsumerBase):
@@ -117,27 +117,21 @@ class Consumer(ConsumerBase):
 
     def _drive(self, loop: Loop) -> None:
         """Carry out a loop's actions until it ends; a crash is logged and stops the consumer."""
-        client, events = self.client, self._events
-        reply: Any = None
-        error: Optional[BaseException] = None
+        client, events, steps = self.client, self._events, Steps(loop)
         try:
             while True:
-                try:
-                    action = loop.send(reply) if error is None else loop.throw(error)
-                except StopIteration:
+                action = steps.next()
+                if action is None:
                     return
-                reply = error = None
                 if action[0] == CALL:
                     try:
-                        reply = getattr(client, action[1])(*action[2], **action[3])
+                        steps.reply = getattr(client, action[1])(*action[2], **action[3])
                     except Exception as exc:
-                        error = exc
-                else:
-                    event = events[action[1]]
-                    event.wait(action[2])
-                    if action[1] in (SPACE, FLUSH):
-                        event.clear()
+                        steps.error = exc
+                    continue
+                event = events[action[1]]
+                event.wait(action[2])
+                if action[1] in (SPACE, FLUSH):
+                    event.clear()
         except BaseException as exc:
-            self.error = exc
-            self.log.exception("consumer loop crashed: stopping now")
-            self.engine.stop(now=True)
+            self._crashed(exc)
