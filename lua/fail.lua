@@ -199,8 +199,9 @@ if #dead > 0 then
       local queue = dead_letter .. ':' .. queue_id
       local job_queue_key = dead_ready_key .. ':' .. queue_id
       -- A job already queued or active there under this id is kept (as enqueue refuses a
-      -- duplicate).
-      if redis.call('HSETNX', payload_key, queue .. ':' .. job_id, payloads[i]) == 1 then
+      -- duplicate). (HEXISTS and HSET: commands the documented ACL user has.)
+      if redis.call('HEXISTS', payload_key, queue .. ':' .. job_id) == 0 then
+         redis.call('HSET', payload_key, queue .. ':' .. job_id, payloads[i])
          redis.call('RPUSH', job_queue_key, job_id)
          redis.call('HSET', interval_key, queue, 0)
          redis.call('HSET', job_queue_key .. ':requeues_remaining', job_id, dead_limit)
