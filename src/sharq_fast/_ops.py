@@ -436,7 +436,9 @@ def fail_args(jobs: Sequence[Any], backoff_ms: Any, dead_letter: Any) -> str:
     return dead_letter
 
 
-def fail_many(s: Settings, jobs: Iterable[Any], backoff_ms: Any, dead_letter: Any, chunk_size: int) -> Op[List[FailOutcome]]:
+def fail_many(
+    s: Settings, jobs: Iterable[Any], backoff_ms: Any, dead_letter: Any, chunk_size: int
+) -> Op[List[FailOutcome]]:
     """Fail jobs still held: retried (now, or after the backoff), discarded or moved to the
     dead-letter queue type when out of requeues; see lua/fail.lua."""
     chunk_size = check_batching(chunk_size, 1)

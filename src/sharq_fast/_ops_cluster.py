@@ -478,7 +478,9 @@ def release_many(s: Settings, jobs: Iterable[Any], chunk_size: int) -> Op[List[b
 # -- fail -------------------------------------------------------------------------------
 
 
-def fail_many(s: Settings, jobs: Iterable[Any], backoff_ms: Any, dead_letter: Any, chunk_size: int) -> Op[List[FailOutcome]]:
+def fail_many(
+    s: Settings, jobs: Iterable[Any], backoff_ms: Any, dead_letter: Any, chunk_size: int
+) -> Op[List[FailOutcome]]:
     """``_ops.fail_many`` on the cluster. The dead-letter type's partitions are in other
     slots than the jobs', so dead-lettering takes three steps: lua/cluster/fail.lua holds
     the jobs out of requeues (still active, under the caller's lease) and gives their
@@ -503,7 +505,9 @@ def fail_many(s: Settings, jobs: Iterable[Any], backoff_ms: Any, dead_letter: An
         ]
         if not held:
             return outcomes
-        refused = yield from _dead_letter(s, dead_letter, [items[i] for i in held], [values[i] for i in held], chunk_size)
+        refused = yield from _dead_letter(
+            s, dead_letter, [items[i] for i in held], [values[i] for i in held], chunk_size
+        )
         moved = [i for k, i in enumerate(held) if k not in refused]
         # Their copies are in the dead-letter type: discard them (lease-checked; they are
         # out of requeues, so this fail call discards, and nothing else can have).
