@@ -318,7 +318,8 @@ def format_result(result: Dict[str, Any]) -> str:
         f"  enqueued (acknowledged): {f['enqueued']:,}; outcome unknown: {f['enqueue_outcome_unknown']:,}",
         f"  finished exactly once: {f['finished_exactly_once']:,}; finish answer lost with a killed process "
         f"(gone from Redis, finished by no one else): {f['finished_outcome_unrecorded']:,}",
-        f"  finished twice or more: {f['double_finishes']}; lost: {f['lost']}",
+        f"  finished twice or more: {f['double_finishes']}; lost: {f['lost']}; left in Redis (payloads, active, "
+        f"ready, job lists, requeue counts): {f['left_in_redis']}",
         f"  deliveries: {f['deliveries']:,}; redelivered jobs: {f['redelivered_jobs']:,} ({f['redeliveries']:,} "
         f"redeliveries, each after a SIGKILL or an expired lease)",
         f"  interval: {f['interval_dequeues_checked']:,} dequeues of {f['interval_queues']} queues with interval "

@@ -232,6 +232,7 @@ def check(records_dir: str, expire_ms: int, intervals: Dict[str, int], leftovers
         interval_gaps_after_requeue=len(after_requeue),
         min_gap_ratio=_min_gap_ratio(deliveries, intervals, expire_ms),
     )
+    figures["left_in_redis"] = sum(leftovers.values())
     figures["double_finishes"] = sum(1 for p in problems if "finished" in p and "times" in p)
     return {"figures": figures, "problems": problems}
 
