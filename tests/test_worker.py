@@ -28,7 +28,7 @@ class Worker:
     """A `python -m sharq_fast worker ...` subprocess and its handler log."""
 
     def __init__(self, url: str, prefix: str, log: Path, *extra: str, handler: str = "worker_handlers:handle",
-                 expire_ms: int = 1000, sleep: float = 0.0, queue_types: List[str] = (QUEUE_TYPE,)) -> None:
+                 expire_ms: int = 5000, sleep: float = 0.0, queue_types: List[str] = (QUEUE_TYPE,)) -> None:
         env = dict(os.environ, WORKER_TEST_LOG=str(log), WORKER_TEST_SLEEP=str(sleep),
                    PYTHONPATH=os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]))
         argv = [sys.executable, "-m", "sharq_fast", "worker", handler, "--url", url, "--key-prefix", prefix,
