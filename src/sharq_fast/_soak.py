@@ -316,8 +316,8 @@ def format_result(result: Dict[str, Any]) -> str:
         f"consumer processes; {f['consumers_killed']} SIGKILLed and replaced, {f['redis_restarts']} Redis restarts "
         f"(longest {f['longest_restart_s']} s), lease {f['lease_ms']} ms",
         f"  enqueued (acknowledged): {f['enqueued']:,}; outcome unknown: {f['enqueue_outcome_unknown']:,}",
-        f"  finished exactly once: {f['finished_exactly_once']:,}; finish answer lost with a killed process "
-        f"(gone from Redis, finished by no one else): {f['finished_outcome_unrecorded']:,}",
+        f"  finished exactly once: {f['finished_exactly_once']:,}; finish answer lost with a killed process or "
+        f"an error (gone from Redis, finished by no one else): {f['finished_outcome_unrecorded']:,}",
         f"  finished twice or more: {f['double_finishes']}; lost: {f['lost']}; left in Redis (payloads, active, "
         f"ready, job lists, requeue counts): {f['left_in_redis']}",
         f"  deliveries: {f['deliveries']:,}; redelivered jobs: {f['redelivered_jobs']:,} ({f['redeliveries']:,} "

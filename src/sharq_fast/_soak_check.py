@@ -9,7 +9,7 @@ Redis:
     D job queue lease    consumer: dequeue_many delivered the job; dequeue now = lease - job_expire_interval
     X job lease          consumer: extend_many moved the lease (new lease)
     f job lease          consumer: finish_many is about to be sent for this delivery
-    F job lease ok       consumer: finish_many answered (ok 1: finished, 0: refused)
+    F job lease ok       consumer: finish_many answered (ok 1: finished, 0: refused, ?: it raised)
     R job lease ok       consumer: release_many / fail_many answered for this delivery (ok 1: put back)
 
 The orchestrator writes ``killed`` (pids it SIGKILLed). ``check()`` reads everything back.
@@ -62,7 +62,11 @@ def recording_client(base: Any, record: RecordFile) -> Any:
                 jobs = list(jobs)
                 before = leases(jobs)
                 record.write(f"f {job} {lease}" for job, lease in before)
-                results = await super().finish_many(jobs, **kwargs)
+                try:
+                    results = await super().finish_many(jobs, **kwargs)
+                except BaseException:
+                    record.write(f"F {job} {lease} ?" for job, lease in before)
+                    raise
                 record.write(f"F {job} {lease} {int(bool(ok))}" for (job, lease), ok in zip(before, results))
                 return results
 
@@ -99,7 +103,11 @@ def recording_client(base: Any, record: RecordFile) -> Any:
             jobs = list(jobs)
             before = leases(jobs)
             record.write(f"f {job} {lease}" for job, lease in before)
-            results = super().finish_many(jobs, **kwargs)
+            try:
+                results = super().finish_many(jobs, **kwargs)
+            except BaseException:
+                record.write(f"F {job} {lease} ?" for job, lease in before)
+                raise
             record.write(f"F {job} {lease} {int(bool(ok))}" for (job, lease), ok in zip(before, results))
             return results
 
@@ -124,7 +132,7 @@ def recording_client(base: Any, record: RecordFile) -> Any:
 class Delivery:
     """One dequeue of a job, as the records tell it."""
 
-    __slots__ = ("pid", "queue", "lease0", "lease", "finish", "attempted", "put_back")
+    __slots__ = ("pid", "queue", "lease0", "lease", "finish", "attempted", "put_back", "unknown")
 
     def __init__(self, pid: int, queue: str, lease: int) -> None:
         self.pid = pid
@@ -134,6 +142,7 @@ class Delivery:
         self.finish: Optional[bool] = None  # finish_many's answer, None: none recorded
         self.attempted = False  # finish_many was sent (its answer may be lost with the process)
         self.put_back = False  # released or failed: a redelivery is expected
+        self.unknown = False  # a finish_many for it raised: its outcome is not known
 
 
 def check(records_dir: str, expire_ms: int, intervals: Dict[str, int], leftovers: Dict[str, int]) -> Dict[str, Any]:
@@ -179,6 +188,8 @@ def check(records_dir: str, expire_ms: int, intervals: Dict[str, int], leftovers
                             continue  # its D line was lost to a SIGKILL
                         if kind == "f":
                             d.attempted = True
+                        elif kind == "F" and len(parts) == 4 and parts[3] == "?":
+                            d.unknown = True
                         elif kind == "F" and len(parts) == 4:
                             d.finish = parts[3] == "1" or bool(d.finish)
                         elif kind == "R" and len(parts) == 4 and parts[3] == "1":
@@ -199,8 +210,9 @@ def check(records_dir: str, expire_ms: int, intervals: Dict[str, int], leftovers
             finished_once += 1
         else:
             # No finish answer recorded: only acceptable when the process was killed with
-            # finish_many in flight (Redis may have finished it; the end state says none is left).
-            if any(d.attempted and d.finish is None and d.pid in killed for d in ds):
+            # finish_many in flight, or the call raised (Redis may have finished it; the end
+            # state says none is left).
+            if any(d.unknown or (d.attempted and d.finish is None and d.pid in killed) for d in ds):
                 finished_unrecorded += 1
             else:
                 problems.append(f"job {job} (queue {queue}) lost: {len(ds)} deliveries, no successful finish")
