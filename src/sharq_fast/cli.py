@@ -838,31 +838,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "raising retries it) and run it over the queue types with a Consumer (threads) or, for an "
                           "async def handler, an AsyncConsumer. SIGTERM/SIGINT drains (no new jobs, running ones get "
                           "the grace period, fetched ones are released); a second signal stops at once.")
-    work.add_argument("handler", metavar="MODULE:FUNCTION", help="the handler, e.g. myapp.tasks:handle (the current "
-                      "directory is importable)")
-    work.add_argument("--queue-type", action="append", required=True, metavar="T[=WEIGHT]",
-                      help="a queue type to serve (repeat for several; =WEIGHT serves them weighted)")
-    work.add_argument("--concurrency", type=_positive_int, metavar="N",
-                      help="jobs run at once per process (default: 1 thread; 100 tasks with --async)")
-    work.add_argument("--async", dest="use_async", action="store_true",
-                      help="run an async def handler with AsyncConsumer (implied by an async def handler)")
-    work.add_argument("--processes", type=_positive_int, default=1, metavar="N",
-                      help="consumer processes, each with its own connection (default 1); none is restarted")
-    work.add_argument("--dead-letter", metavar="T2", help="queue type that jobs out of retries move to")
-    work.add_argument("--grace-period", type=_seconds, default=30.0, metavar="S",
-                      help="seconds running jobs get to finish after SIGTERM (default 30)")
-    work.add_argument("--job-timeout", type=_seconds, metavar="S", help="a job running longer fails (default: none)")
-    work.add_argument("--retry-backoff", type=_seconds, default=0.0, metavar="S",
-                      help="seconds before a failed job is retried (default 0: at once)")
-    work.add_argument("--no-requeuer", action="store_true",
-                      help="do not run the requeuer here (run `sharq-fast requeue --loop` somewhere)")
-    status = work.add_mutually_exclusive_group()
-    status.add_argument("--status", dest="status", action="store_true", default=None,
-                        help="a live status line on stdout (default: when stdout is a terminal)")
-    status.add_argument("--no-status", dest="status", action="store_false", help="no live status line: log lines")
-    work.add_argument("--log-every", type=_seconds, default=10.0, metavar="S",
-                      help="seconds between status log lines without a live line (default 10)")
-    work.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    from .consumer.worker import add_arguments as worker_arguments
+
+    worker_arguments(work, _positive_int, _seconds)
     work.set_defaults(func=cmd_worker)
 
     red = sub.add_parser("redrive", parents=[common], help="move dead-lettered jobs back into a queue type",

@@ -65,6 +65,35 @@ class WorkerOptions:
     log_every: float = 10.0  # seconds between status log lines when there is no live line
 
 
+def add_arguments(p: Any, positive_int: Callable[[str], int], seconds: Callable[[str], float]) -> None:
+    """The worker command's own options (cli.py adds --url/--config/--key-prefix)."""
+    p.add_argument("handler", metavar="MODULE:FUNCTION", help="the handler, e.g. myapp.tasks:handle (the current "
+                   "directory is importable)")
+    p.add_argument("--queue-type", action="append", required=True, metavar="T[=WEIGHT]",
+                   help="a queue type to serve (repeat for several; =WEIGHT serves them weighted)")
+    p.add_argument("--concurrency", type=positive_int, metavar="N",
+                   help="jobs run at once per process (default: 1 thread; 100 tasks with --async)")
+    p.add_argument("--async", dest="use_async", action="store_true",
+                   help="run an async def handler with AsyncConsumer (implied by an async def handler)")
+    p.add_argument("--processes", type=positive_int, default=1, metavar="N",
+                   help="consumer processes, each with its own connection (default 1); none is restarted")
+    p.add_argument("--dead-letter", metavar="T2", help="queue type that jobs out of retries move to")
+    p.add_argument("--grace-period", type=seconds, default=30.0, metavar="S",
+                   help="seconds running jobs get to finish after SIGTERM (default 30)")
+    p.add_argument("--job-timeout", type=seconds, metavar="S", help="a job running longer fails (default: none)")
+    p.add_argument("--retry-backoff", type=seconds, default=0.0, metavar="S",
+                   help="seconds before a failed job is retried (default 0: at once)")
+    p.add_argument("--no-requeuer", action="store_true",
+                   help="do not run the requeuer here (run `sharq-fast requeue --loop` somewhere)")
+    status = p.add_mutually_exclusive_group()
+    status.add_argument("--status", dest="status", action="store_true", default=None,
+                        help="a live status line on stdout (default: when stdout is a terminal)")
+    status.add_argument("--no-status", dest="status", action="store_false", help="no live status line: log lines")
+    p.add_argument("--log-every", type=seconds, default=10.0, metavar="S",
+                   help="seconds between status log lines without a live line (default 10)")
+    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+
+
 # -- the handler ------------------------------------------------------------------------------
 
 
