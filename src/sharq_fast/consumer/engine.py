@@ -43,7 +43,7 @@ TROUBLE = (RedisConnectionError, RedisTimeoutError, OutcomeUnknownError, RedisEr
 #: Backoff after Redis trouble (s): doubled each time, up to the maximum.
 BACKOFF_MIN, BACKOFF_MAX = 0.05, 2.0
 #: Most jobs fetched ahead of the workers; and the share of a lease they may take to start.
-MAX_PREFETCH = 1000
+MAX_PREFETCH = C.MAX_DEQUEUE_COUNT
 PREFETCH_LEASE_SHARE = 0.1
 #: How long the final flush of a shutdown may keep trying while Redis is down (s).
 FINAL_FLUSH_FOR = 10.0
@@ -419,7 +419,7 @@ class Engine:
         rate they had since the last look (at most MAX_PREFETCH, at least concurrency)."""
         since, count = self._rate_mark
         handled = self.stats.processed + self.stats.failed
-        if now - since < 0.05:
+        if now - since < (0.05 if self.prefetch == self.concurrency else 0.25):
             return
         rate = (handled - count) / (now - since)
         self._rate_mark = (now, handled)
@@ -445,13 +445,8 @@ class Engine:
                 return False
             del pending[: len(batch)]
             self._count_finished(batch, results)
-        if self.adapt_now():
-            self._adapt(time.monotonic())
+        self._adapt(time.monotonic())
         return (yield from self._send_failures())
-
-    def adapt_now(self) -> bool:
-        """Whether the prefetch is still at its start (adapt as soon as there is a rate)."""
-        return self.prefetch == self.concurrency
 
     def _count_finished(self, batch: List[Job], results: List[bool]) -> None:
         lost = 0
