@@ -2,9 +2,11 @@
 peer virtualenv (see _peer.py), never imported. It must not import sharq_fast.
 
 Reads a JSON spec on stdin, writes a JSON answer on stdout, a progress bar on stderr.
-spec: {"config": path, "queue_type": str, "mode": "workload" | "scaling",
+spec: {"config": path, "queue_type": str, "mode": "workload" | "scaling" | "consume",
        workload: "n", "queues", "payload" (a dict; each job gets it with "n": i), "ops";
-       scaling:  "count", "budget" (seconds)}
+       scaling:  "count", "budget" (seconds);
+       consume:  "count", "budget", "handler" ("noop" | "sleep1ms"): the consumer loop a
+                 sharq 1.3.0 user writes over jobs already queued}
 answer: {"versions": {...}, "results": [{"op", "jobs", "seconds", "client_cpu",
          "server_cpu"}]}
 """
@@ -114,6 +116,30 @@ def scaling(sq, spec):
     return [_measure(sq, spec.get("label", "sharq 1.3.0 scaling"), "dequeue", count, dequeue)]
 
 
+def consume(sq, spec):
+    """dequeue, handler, finish, one job at a time, until `count` jobs or `budget` s."""
+    queue_type, count, budget = spec["queue_type"], spec["count"], spec.get("budget", 60.0)
+    pause = 0.001 if spec.get("handler") == "sleep1ms" else 0.0
+
+    def loop(progress):
+        deadline = time.perf_counter() + budget
+        for i in range(count):
+            job = sq.dequeue(queue_type)
+            if job["status"] != "success":
+                raise SystemExit("sharq 1.3.0 dequeue found no job after %d of %d" % (i, count))
+            if pause:
+                time.sleep(pause)
+            if sq.finish(job["job_id"], job["queue_id"], queue_type)["status"] != "success":
+                raise SystemExit("sharq 1.3.0 finish failed for %s" % job["job_id"])
+            if i % 256 == 0:
+                progress.update(i)
+            if time.perf_counter() > deadline:
+                return i + 1
+        return count
+
+    return [_measure(sq, spec.get("label", "sharq 1.3.0 loop"), "consume", count, loop)]
+
+
 def main():
     spec = json.load(sys.stdin)
     from importlib import metadata
@@ -123,7 +149,7 @@ def main():
     from sharq import SharQ
 
     sq = SharQ(spec["config"])
-    runs = {"workload": workload, "scaling": scaling}
+    runs = {"workload": workload, "scaling": scaling, "consume": consume}
     answer = {
         "versions": {
             "sharq": metadata.version("sharq"),

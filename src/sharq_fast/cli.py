@@ -271,6 +271,8 @@ def _report(
 
         extra["async"]["checks"] = checks(rows, extra["async"])
         print(format_checks(extra["async"]["checks"]))
+    if extra and "consumer" in extra:
+        print(extra["consumer"].pop("table"))
     if not target.private:
         print("note: server CPU is INFO cpu of a shared Redis; other clients' load is included")
     if args.out:
@@ -350,6 +352,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
             shard_table = extra.pop("shard_table")
         if not args.no_async and not target.cluster:
             extra = {**(extra or {}), "async": _async_cases(args, target, cores, base)}
+        if not args.no_consumer and not target.cluster:
+            from .consumer import bench as consumer_bench
+
+            extra = {**(extra or {}), "consumer": consumer_bench.cli_cases(args, target, cores, base)}
         _report(args, "bench", target, results, _settings(args, args.repeat), None, extra)
         if shard_table:
             print(shard_table)
@@ -436,6 +442,16 @@ def cmd_compare(args: argparse.Namespace) -> int:
         extra = {"peer": {"requirement": _peer.PEER_REQUIREMENT, "python": peer_python, "versions": versions}} if peer_python else {}
         if not args.no_async:
             extra["async"] = _async_cases(args, target, cores, base)
+        if not args.no_consumer and not target.cluster:
+            from .consumer import bench as consumer_bench
+
+            def peer_consume(prefix: str, handler: str, count: int) -> Any:
+                spec = {"mode": "consume", "count": count, "handler": handler, "budget": args.peer_budget,
+                        "queue_type": consumer_bench.QUEUE_TYPE, "label": f"sharq 1.3.0 loop, {handler}"}
+                (r,) = peer_run(spec, prefix)
+                return _bench.Result(impl=_bench.PEER, core="-", mode="", case="consumer", **r)
+
+            extra["consumer"] = consumer_bench.cli_cases(args, target, cores, base, peer_consume if peer_python else None)
         _report(args, "compare", target, results, _settings(args, args.repeat), _bench.PEER if peer_python else None, extra)
         if versions:
             print(f"peer: sharq {versions.get('sharq')} with msgpack {versions.get('msgpack')} ({versions.get('msgpack_impl')}), "
@@ -732,6 +748,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--no-scaling", action="store_true", help="skip the ready-queue scaling case")
         p.add_argument("--no-async", action="store_true", help="skip the AsyncClient cases (single calls by 1 and "
                        "100 tasks, batches, wake-up latency, idle waiting consumers)")
+        p.add_argument("--no-consumer", action="store_true", help="skip the consumer loop cases (Consumer, "
+                       "AsyncConsumer, the naive loops" + (", the sharq 1.3.0 loop" if repeat > 1 else "") + ")")
+        p.add_argument("--consumer-n", type=_positive_int, default=100_000, metavar="N",
+                       help="jobs of each consumer loop case (default 100000)")
+        p.add_argument("--consumer-queues", type=_positive_int, default=1000, metavar="N",
+                       help="queues they spread over (default 1000)")
         p.add_argument("--wake-samples", type=_positive_int, default=300, metavar="N",
                        help="enqueues timed to a waiting consumer, per transport (default 300)")
         p.add_argument("--idle-consumers", type=_positive_int, default=8, metavar="N",

@@ -43,7 +43,7 @@ TROUBLE = (RedisConnectionError, RedisTimeoutError, OutcomeUnknownError, RedisEr
 #: Backoff after Redis trouble (s): doubled each time, up to the maximum.
 BACKOFF_MIN, BACKOFF_MAX = 0.05, 2.0
 #: Most jobs fetched ahead of the workers; and the share of a lease they may take to start.
-MAX_PREFETCH = 1000
+MAX_PREFETCH = 2 * C.MAX_DEQUEUE_COUNT
 PREFETCH_LEASE_SHARE = 0.1
 #: How long the final flush of a shutdown may keep trying while Redis is down (s).
 FINAL_FLUSH_FOR = 10.0
@@ -199,7 +199,11 @@ class Engine:
         self.fails: Deque[Tuple[Job, BaseException]] = deque()
         self.flush_armed = False
         self.space_waiting = False
+        # Jobs fetched ahead of the workers: starts at `concurrency`, doubles while the
+        # workers empty the buffer before a fetch returns (slow start), and never passes
+        # `prefetch_cap`, what they handle in a tenth of a lease at their measured rate.
         self.prefetch = concurrency
+        self.prefetch_cap = MAX_PREFETCH
         self.stats = ConsumerStats(last_turn=time.time())
         self._rate_mark = (time.monotonic(), 0)
 
@@ -345,6 +349,8 @@ class Engine:
                 backoff.ok()
                 self.rotation.fetched(queue_type, len(jobs), now)
                 if jobs:
+                    if not self.buffer and self.prefetch < self.prefetch_cap:  # the workers waited
+                        self.prefetch = min(self.prefetch_cap, self.prefetch * 2)
                     for job in jobs:
                         held[id(job)] = [job, None]
                     self.buffer.extend(jobs)
@@ -419,12 +425,13 @@ class Engine:
         rate they had since the last look (at most MAX_PREFETCH, at least concurrency)."""
         since, count = self._rate_mark
         handled = self.stats.processed + self.stats.failed
-        if now - since < 0.05:
+        if now - since < 0.25:
             return
         rate = (handled - count) / (now - since)
         self._rate_mark = (now, handled)
         budget = int(rate * self.expire_ms / 1000 * PREFETCH_LEASE_SHARE)
-        self.prefetch = max(self.concurrency, min(MAX_PREFETCH, budget))
+        self.prefetch_cap = max(self.concurrency, min(MAX_PREFETCH, budget))
+        self.prefetch = min(self.prefetch, self.prefetch_cap)
 
     def _flush(self, pending: List[Job]) -> Generator[Action, Any, bool]:
         """Send the completions (and the batch of unknown outcome first) and the failures.
@@ -445,13 +452,8 @@ class Engine:
                 return False
             del pending[: len(batch)]
             self._count_finished(batch, results)
-        if self.adapt_now():
-            self._adapt(time.monotonic())
+        self._adapt(time.monotonic())
         return (yield from self._send_failures())
-
-    def adapt_now(self) -> bool:
-        """Whether the prefetch is still at its start (adapt as soon as there is a rate)."""
-        return self.prefetch == self.concurrency
 
     def _count_finished(self, batch: List[Job], results: List[bool]) -> None:
         lost = 0
