@@ -28,11 +28,13 @@ class Worker:
     """A `python -m sharq_fast worker ...` subprocess and its handler log."""
 
     def __init__(self, url: str, prefix: str, log: Path, *extra: str, handler: str = "worker_handlers:handle",
-                 expire_ms: int = 5000, sleep: float = 0.0, queue_types: List[str] = (QUEUE_TYPE,)) -> None:
+                 expire_ms: int = 5000, sleep: float = 0.0, queue_types: List[str] = (QUEUE_TYPE,),
+                 config: Optional[Path] = None) -> None:
         env = dict(os.environ, WORKER_TEST_LOG=str(log), WORKER_TEST_SLEEP=str(sleep),
                    PYTHONPATH=os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]))
-        argv = [sys.executable, "-m", "sharq_fast", "worker", handler, "--url", url, "--key-prefix", prefix,
-                "--job-expire-interval", str(expire_ms), "--no-status", "--log-every", "0.5"]
+        where = ["--config", str(config)] if config else ["--url", url, "--key-prefix", prefix,
+                                                           "--job-expire-interval", str(expire_ms)]
+        argv = [sys.executable, "-m", "sharq_fast", "worker", handler, *where, "--no-status", "--log-every", "0.5"]
         for queue_type in queue_types:
             argv += ["--queue-type", queue_type]
         self.err_path = log.with_name(f"worker-{uuid.uuid4().hex[:6]}.err")
@@ -256,3 +258,20 @@ def test_failing_jobs_go_to_the_dead_letter_type_and_redrive_brings_them_back(re
         back = client.dequeue_many(QUEUE_TYPE, 100)
     assert sorted((job.queue_id, job.job_id, job.payload["i"]) for job in back) == \
         sorted((f"q{i % 3}", f"j{i}", i) for i in range(6))
+
+
+def test_a_sharq_conf_gives_the_redis_and_the_settings(redis_server_url, r, prefix, log, workers, tmp_path):
+    ids = enqueue(redis_server_url, prefix, 20)
+    host, port = redis_server_url.split("//")[1].split("/")[0].split(":")
+    config = tmp_path / "sharq.conf"
+    config.write_text(f"[sharq]\njob_expire_interval : 4000\njob_requeue_interval : 1000\n"
+                      f"default_job_requeue_limit : -1\n\n[redis]\ndb : 0\nkey_prefix : {prefix}\n"
+                      f"conn_type : tcp_sock\nhost : {host}\nport : {port}\n")
+    worker = Worker(redis_server_url, prefix, log, "--concurrency", "2", sleep=0.3, config=config)
+    workers.append(worker)
+    wait_for(lambda: read_log(log)["start"], "a job started", worker=worker)
+    scores = [score for _, score in r.zrange(f"{prefix}:{QUEUE_TYPE}:active", 0, -1, withscores=True)]
+    assert scores and max(scores) - time.time() * 1000 > 2500  # the config's 4 s lease, not the default 1 s
+    wait_for(lambda: set(read_log(log)["done"]) == ids and left_in_redis(r, prefix) == NOTHING_LEFT,
+             "every job handled", worker=worker)
+    assert worker.stop() == 0, worker.err.decode()
