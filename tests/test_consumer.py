@@ -536,3 +536,18 @@ def test_8_consumer_processes_finish_100000_jobs_exactly_once(redis_server_url, 
 @pytest.mark.single_node
 def test_sigkill_of_consumers_mid_batch_loses_no_job(redis_server_url, r, tmp_path):
     _run_processes(redis_server_url, tmp_path, 5_000, ["thread", "async"] * 3, kill=2, work_ms=1)
+
+
+def test_a_handler_that_raises_base_exceptions_does_not_kill_its_worker(kind, url, producer):
+    fill(producer, 6, queues=1)
+    seen: List[str] = []
+
+    def handler(job: Any) -> None:
+        seen.append(job.job_id)
+        if len(seen) <= 2:
+            raise asyncio.CancelledError() if kind == "async" else SystemExit(3)
+
+    run = Running(kind, url, handler, concurrency=1)
+    until(lambda: nothing_left(producer), what="all jobs done")
+    stats = run.stop()
+    assert (stats.processed, stats.failed, stats.retried) == (6, 2, 2)

@@ -115,6 +115,11 @@ class AsyncConsumer(ConsumerBase):
                         await asyncio.wait_for(handler(job), timeout)
                     except asyncio.TimeoutError:
                         raise JobTimeoutError(f"the handler ran longer than job_timeout ({timeout}s)") from None
+            except asyncio.CancelledError as exc:
+                cancelling = getattr(asyncio.current_task(), "cancelling", None)  # Python >= 3.11
+                if engine.phase != RUNNING if cancelling is None else cancelling() > 0:
+                    raise  # this worker is cancelled (stop now, grace period over)
+                engine.failed(job, exc)  # the handler's own cancellation: a failure, the worker goes on
             except Exception as exc:
                 engine.failed(job, exc)
             else:
