@@ -551,3 +551,19 @@ def test_a_handler_that_raises_base_exceptions_does_not_kill_its_worker(kind, ur
     until(lambda: nothing_left(producer), what="all jobs done")
     stats = run.stop()
     assert (stats.processed, stats.failed, stats.retried) == (6, 2, 2)
+
+
+@pytest.mark.single_node
+@pytest.mark.parametrize("proc_kind", ["thread", "async"])
+def test_a_second_signal_stops_at_once(redis_server_url, r, tmp_path, proc_kind):
+    producer = Client(redis_server_url)
+    fill(producer, 20, queues=1)
+    proc = Process(redis_server_url, proc_kind, tmp_path / "out", concurrency=2, work_ms=20_000, expire_ms=1000)
+    until(lambda: r.zcard(f"sharq_server:{QT}:active") >= 2, what="jobs running")
+    proc.proc.send_signal(signal.SIGTERM)
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    assert proc.terminate(timeout=10) == 0, proc.proc.stderr.read()  # the second SIGTERM
+    assert time.monotonic() - t0 < 5  # not the 10 s grace period, nor the 20 s handlers
+    assert proc.handled() == []
+    producer.close()
