@@ -437,18 +437,40 @@ def test_the_rate_limit_holds_with_8_consumers(kind, url, producer, monkeypatch)
 # -- processes ----------------------------------------------------------------------------
 
 
+_PROCESSES: List["Process"] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_process_left() -> Any:
+    """Kill the consumer processes a failed test left running (they would take the next
+    tests' jobs)."""
+    yield
+    while _PROCESSES:
+        proc = _PROCESSES.pop().proc
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 class Process:
-    """tests/consumer_process.py in a process of its own."""
+    """tests/consumer_process.py in a process of its own (its stderr in a file: a pipe
+    nobody reads would block its logging once full)."""
 
     def __init__(self, url: str, kind: str, out: Path, concurrency: int = 8, work_ms: int = 0,
                  expire_ms: int = 2000) -> None:
         self.out = out
-        self.proc = subprocess.Popen(
-            [sys.executable, str(HERE / "consumer_process.py"), url, kind, QT, str(concurrency), str(work_ms),
-             str(expire_ms), str(out)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )
-        assert self.proc.stdout.readline().strip() == "ready"
+        self.log = out.with_suffix(".log")
+        with open(self.log, "w") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, str(HERE / "consumer_process.py"), url, kind, QT, str(concurrency), str(work_ms),
+                 str(expire_ms), str(out)],
+                stdout=subprocess.PIPE, stderr=log, text=True,
+            )
+        _PROCESSES.append(self)
+        assert self.proc.stdout.readline().strip() == "ready", self.stderr()
+
+    def stderr(self) -> str:
+        return self.log.read_text()[-3000:]
 
     def handled(self) -> List[str]:
         if not self.out.exists():
@@ -459,7 +481,7 @@ class Process:
         for line in self.out.read_text().splitlines():
             if line.startswith("#stats "):
                 return msgspec.json.decode(line[7:])
-        raise AssertionError(f"no stats: {self.proc.stderr.read()}")
+        raise AssertionError(f"no stats: {self.stderr()}")
 
     def terminate(self, timeout: float = 30.0) -> int:
         self.proc.send_signal(signal.SIGTERM)
@@ -478,7 +500,7 @@ def test_sigterm_drains_and_releases(redis_server_url, r, tmp_path, proc_kind):
     ids = fill(producer, 400, queues=1)
     proc = Process(redis_server_url, proc_kind, tmp_path / "out", concurrency=4, work_ms=20)
     until(lambda: len(proc.handled()) >= 20, what="jobs handled")
-    assert proc.terminate() == 0, proc.proc.stderr.read()
+    assert proc.terminate() == 0, proc.stderr()
     stats = proc.stats()
     handled = proc.handled()
     assert stats["processed"] == len(handled) and stats["in_flight"] == 0
@@ -494,7 +516,11 @@ def test_sigterm_drains_and_releases(redis_server_url, r, tmp_path, proc_kind):
 def _run_processes(url: str, tmp_path: Path, n_jobs: int, kinds: List[str], kill: int = 0, work_ms: int = 0) -> None:
     producer = Client(url)
     ids = fill(producer, n_jobs, queues=100)
-    procs = [Process(url, kind, tmp_path / f"out{i}", concurrency=16 if kind == "async" else 4, expire_ms=1500,
+    # Leases long enough for a loaded machine (a process starved of CPU for longer than a
+    # lease loses it: a legitimate second run); short enough that the killed ones' jobs
+    # come back soon.
+    expire_ms = 3000 if kill else 10_000
+    procs = [Process(url, kind, tmp_path / f"out{i}", concurrency=16 if kind == "async" else 4, expire_ms=expire_ms,
                      work_ms=work_ms) for i, kind in enumerate(kinds)]
     killed = procs[:kill]
     if kill:
@@ -504,7 +530,7 @@ def _run_processes(url: str, tmp_path: Path, n_jobs: int, kinds: List[str], kill
             p.proc.wait()
     until(lambda: nothing_left(producer), timeout=120, what="every job finished")
     for p in procs[kill:]:
-        assert p.terminate() == 0, p.proc.stderr.read()
+        assert p.terminate() == 0, p.stderr()
     counts = collections.Counter(job_id for p in procs for job_id in p.handled())
     assert set(counts) == set(ids)  # none lost
     by_killed = {job_id for p in killed for job_id in p.handled()}
@@ -563,7 +589,7 @@ def test_a_second_signal_stops_at_once(redis_server_url, r, tmp_path, proc_kind)
     proc.proc.send_signal(signal.SIGTERM)
     time.sleep(0.3)
     t0 = time.monotonic()
-    assert proc.terminate(timeout=10) == 0, proc.proc.stderr.read()  # the second SIGTERM
+    assert proc.terminate(timeout=10) == 0, proc.stderr()  # the second SIGTERM
     assert time.monotonic() - t0 < 5  # not the 10 s grace period, nor the 20 s handlers
     assert proc.handled() == []
     producer.close()

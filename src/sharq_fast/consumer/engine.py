@@ -456,14 +456,12 @@ class Engine:
         return (yield from self._send_failures())
 
     def _count_finished(self, batch: List[Job], results: List[bool]) -> None:
-        lost = 0
-        for job, ok in zip(batch, results):
-            if not ok:
-                lost += 1
-                self.log.warning("lease lost: job %s/%s/%s was finished too late (its lease had expired)",
-                                 job.queue_type, job.queue_id, job.job_id)
-        self.stats.processed += len(batch) - lost
-        self.stats.lease_losses += lost
+        lost = [job for job, ok in zip(batch, results) if not ok]
+        if lost:  # one line a batch: a burst of losses must not flood the log
+            self.log.warning("lease lost: %d jobs were finished too late (their leases had expired; "
+                             "their results do not count): %s", len(lost), _ids(iter(lost)))
+        self.stats.processed += len(batch) - len(lost)
+        self.stats.lease_losses += len(lost)
 
     def _send_failures(self) -> Generator[Action, Any, bool]:
         fails = self.fails
@@ -513,7 +511,7 @@ class Engine:
                         self.log.exception("on_discard failed for job %s", ids)
             else:
                 self.stats.lease_losses += 1
-                self.log.warning("lease lost: failed job %s had been redelivered; nothing changed", ids)
+                self.log.warning("lease lost: failed job %s had expired (redelivered); nothing changed", ids)
 
     def _extend(self) -> Generator[Action, Any, None]:
         """One extend_many for the jobs held; a lost lease drops the job (not finished)."""
@@ -529,11 +527,11 @@ class Engine:
             self.log.exception("extending %d leases failed", len(jobs))
             return
         held = self.held
-        for job, ok in zip(jobs, results):
-            if not ok and held.pop(id(job), None) is not None:
-                self.stats.lease_losses += 1
-                self.log.warning("lease lost: job %s/%s/%s expired before it could be extended; "
-                                 "its result will not count", job.queue_type, job.queue_id, job.job_id)
+        lost = [job for job, ok in zip(jobs, results) if not ok and held.pop(id(job), None) is not None]
+        if lost:
+            self.stats.lease_losses += len(lost)
+            self.log.warning("lease lost: %d jobs expired before they could be extended; their results "
+                             "will not count: %s", len(lost), _ids(iter(lost)))
 
     def _reap(self, now: float) -> None:
         """Fail the jobs running longer than job_timeout (the thread driver cannot cancel
