@@ -13,9 +13,9 @@
 -- discards: its payload and requeue count are deleted. With a dead-letter queue type T2 it
 -- is then enqueued into T2 as an enqueue would write it (same queue_id, job_id and payload,
 -- interval 0, requeue limit ARGV[4]); a job already queued there under that id is kept.
--- The queue's interval is kept unless the queue is gone (no queued job, no time keeper:
--- forget_intervals.lua's rule), so that its other active jobs, put back later, still wait
--- their interval.
+-- The queue's interval is kept unless the queue is gone (forget_intervals.lua's rule: no
+-- queued job, and no dequeue less than job_expire_interval ago), so that its other active
+-- jobs, put back later, still wait their interval.
 --
 -- KEYS[1]  reply key (see _replies.lua)
 -- KEYS[2]  "P:": the key prefix P and ':' (see _replies.lua)
@@ -23,7 +23,8 @@
 -- ARGV[2]  backoff (ms, 0 or more)
 -- ARGV[3]  dead-letter queue type T2, or '' (none: jobs out of requeues are discarded)
 -- ARGV[4]  requeue limit of a dead-lettered job (the client's default_job_requeue_limit)
--- ARGV[5..] groups of 4: queue_type, queue_id, job_id, lease (the expiry the caller holds)
+-- ARGV[5]  job_expire_interval (ms)
+-- ARGV[6..] groups of 4: queue_type, queue_id, job_id, lease (the expiry the caller holds)
 --
 -- Returns one integer per job: 1 retried, 2 discarded, 3 dead-lettered, 0 when the caller's
 -- lease was lost (the job was finished, requeued, or dequeued again): nothing changed.
@@ -33,7 +34,8 @@ local now = tonumber(ARGV[1])
 local backoff = tonumber(ARGV[2])
 local dead_letter = ARGV[3]
 local dead_limit = ARGV[4]
-local FIRST = 5
+local expire_interval = tonumber(ARGV[5])
+local FIRST = 6
 local payload_key = prefix .. ':payload'
 local interval_key = prefix .. ':interval'
 
@@ -158,13 +160,16 @@ for _, queue in ipairs(order) do
    end
 end
 
--- A queue is gone when it has no queued job and no time keeper (its TTL is
--- job_expire_interval: no job of it can still be active unexpired): as SharQ's finish, it
--- has no use for its interval any more.
+-- A queue is gone when it has no queued job and no job of it can still be active
+-- unexpired (no dequeue less than job_expire_interval ago): as SharQ's finish, it has no
+-- use for its interval any more.
 for _, queue in ipairs(gone_order) do
    local job_queue_key = prefix .. ':' .. queue
-   if redis.call('EXISTS', job_queue_key, job_queue_key .. ':time') == 0 then
-      redis.pcall('HDEL', interval_key, queue)
+   if redis.call('EXISTS', job_queue_key) == 0 then
+      local last_dequeue = tonumber(redis.pcall('GET', job_queue_key .. ':time'))
+      if not last_dequeue or last_dequeue + expire_interval <= now then
+         redis.pcall('HDEL', interval_key, queue)
+      end
    end
 end
 
@@ -194,8 +199,9 @@ if #dead > 0 then
       local queue = dead_letter .. ':' .. queue_id
       local job_queue_key = dead_ready_key .. ':' .. queue_id
       -- A job already queued or active there under this id is kept (as enqueue refuses a
-      -- duplicate).
-      if redis.call('HSETNX', payload_key, queue .. ':' .. job_id, payloads[i]) == 1 then
+      -- duplicate). (HEXISTS and HSET: commands the documented ACL user has.)
+      if redis.call('HEXISTS', payload_key, queue .. ':' .. job_id) == 0 then
+         redis.call('HSET', payload_key, queue .. ':' .. job_id, payloads[i])
          redis.call('RPUSH', job_queue_key, job_id)
          redis.call('HSET', interval_key, queue, 0)
          redis.call('HSET', job_queue_key .. ':requeues_remaining', job_id, dead_limit)

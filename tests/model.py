@@ -222,6 +222,55 @@ class Model:
             self._push_front(queue_type, queue_id, job_ids, now)
         return results
 
+    def fail_many(self, now: int, refs: List[Tuple[str, str, str, int]], backoff: int,
+                  dead_letter: Optional[str]) -> List[str]:
+        """Outcome per job ("retried", "discarded", "dead_lettered", "lost") of failing jobs
+        still held (README: failed jobs). A failure counts as an expiry would: a job with
+        requeues left goes back to the front of its queue now, one requeue counted (each
+        queue's jobs in input order), or with a backoff only its lease moves to now +
+        backoff (the requeue counts it later); a job out of requeues is discarded, and with
+        a dead-letter queue type enqueued there (same ids and payload, interval 0, the
+        default requeue limit; an existing job of that id is kept). A discarded job's queue
+        forgets its interval as after requeue. A job named twice fails once."""
+        held = [self.jobs.get(ref[:3]) is not None and self.jobs[ref[:3]].lease == ref[3] for ref in refs]
+        results: List[str] = []
+        seen = set()
+        back: Dict[QueueKey, List[str]] = {}
+        emptied: List[QueueKey] = []
+        dead: List[Tuple[JobKey, Any]] = []
+        for ref, holds in zip(refs, held):
+            key = ref[:3]
+            if not holds or key in seen:
+                results.append("lost")
+                continue
+            seen.add(key)
+            job = self.jobs[key]
+            if job.requeues_remaining == 0:
+                del self.jobs[key]
+                self.discarded.append(key)
+                emptied.append(key[:2])
+                if dead_letter is not None:
+                    dead.append((key, job.payload))
+                results.append("dead_lettered" if dead_letter is not None else "discarded")
+            elif backoff > 0:
+                job.lease = now + backoff
+                results.append("retried")
+            else:
+                if job.requeues_remaining > -1:
+                    job.requeues_remaining -= 1
+                job.lease = None
+                back.setdefault(key[:2], []).append(key[2])
+                results.append("retried")
+        for (queue_type, queue_id), job_ids in back.items():
+            self._push_front(queue_type, queue_id, job_ids, now)
+        for queue_key in emptied:
+            q = self.queues[queue_key]
+            if not q.jobs and (q.last_dequeue is None or q.last_dequeue + self.expire <= now):
+                q.interval = None
+        for key, payload in dead:
+            self.enqueue(now, dead_letter, key[1], key[2], payload, 0)  # type: ignore[arg-type]
+        return results
+
     # -- requeue ------------------------------------------------------------------------
 
     def requeue(self, now: int) -> Tuple[int, List[Delivered]]:

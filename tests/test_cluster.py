@@ -14,7 +14,7 @@ from typing import Any, Dict, List
 
 import pytest
 
-from sharq_fast import Client
+from sharq_fast import BatchError, Client, FailOutcome
 from sharq_fast._cluster_connect import parse_cluster_url
 from sharq_fast._cluster_keys import DEFAULT_PARTITIONS, partition_of
 from sharq_fast.exceptions import BadArgumentException
@@ -508,3 +508,74 @@ def test_clients_take_redis_py_cluster_clients(redis_cluster):
 
     asyncio.run(run())
     redis_cluster.flushall()
+
+
+# -- fail_many: the dead-letter type is in other slots ------------------------------------------
+
+
+@CLUSTER_TRANSPORTS
+def test_fail_many_dead_letters_across_partitions(make_client, redis_cluster):
+    client = make_client()
+    jobs = [{"queue_id": f"q{i}", "job_id": f"j{i}", "payload": {"n": i}, "interval": 0, "requeue_limit": 0}
+            for i in range(200)]
+    jobs += [{"queue_id": f"q{i}", "job_id": f"r{i}", "payload": i, "interval": 0, "requeue_limit": 1}
+             for i in range(100)]
+    client.enqueue_many(jobs)
+    taken = drain(client)
+    outcomes = client.fail_many(taken, dead_letter="dead", chunk_size=7)
+    assert Counter(outcomes) == Counter({FailOutcome.DEAD_LETTERED: 200, FailOutcome.RETRIED: 100})
+    dead = drain(client, "dead")
+    assert sorted((job.queue_id, job.job_id, job.payload["n"]) for job in dead) == sorted(
+        (f"q{i}", f"j{i}", i) for i in range(200)
+    )
+    assert sorted(job.job_id for job in drain(client)) == sorted(f"r{i}" for i in range(100))
+    assert sum(payload_counts(redis_cluster).values()) == 300  # 200 in "dead", 100 retried
+    assert client.metrics().queue_types == ["dead", "default"]
+
+
+@pytest.mark.parametrize("transport", ["cluster-sync"])
+def test_a_refused_dead_letter_enqueue_leaves_the_job_held(make_client, redis_cluster, transport):
+    client = make_client()
+    client.enqueue(queue_id="q1", job_id="j1", payload="p", interval=0, requeue_limit=0)
+    job = client.dequeue()
+    store = redis_cluster.client()
+    client.enqueue(queue_type="dead", queue_id="other", job_id="x", payload=1, interval=0)  # registers "dead"
+    p = partition_of("q1", DEFAULT_PARTITIONS)
+    bad_key = f"{{sharq_server:dead:{p}}}:jobs"
+    store.delete(f"{{sharq_server:dead:{p}}}:seq")  # a partition not made yet: its keys are checked
+    store.set(bad_key, "not SharQ's")
+    with pytest.raises(BatchError) as info:
+        client.fail(job, dead_letter="dead")
+    assert info.value.refused == [0]
+    assert client.extend(job, 1000) is True  # still held: the caller may fail it again
+    store.delete(bad_key)
+    assert client.fail(job, dead_letter="dead") is FailOutcome.DEAD_LETTERED
+    assert sorted(j.job_id for j in drain(client, "dead")) == ["j1", "x"]
+    store.close()
+
+
+@pytest.mark.parametrize("transport", ["cluster-sync"])
+def test_a_client_dying_between_dead_letter_and_discard_loses_nothing(make_client, clock, transport):
+    """The steps of a cluster fail_many with dead_letter, stopped after the enqueue into the
+    dead-letter type: the job is there, and still active in its own type, where the requeuer
+    discards it once its lease ends."""
+    from sharq_fast import _ops_cluster
+
+    client = make_client()
+    client.enqueue(queue_id="q1", job_id="j1", payload={"a": 1}, interval=0, requeue_limit=0)
+    job = client.dequeue()
+    s = client.settings
+
+    def first_two_steps():
+        head = ("sharq_server:.wake:default", s.job_expire_interval, clock.now, 0, 1)
+        held = yield from _ops_cluster._job_ref_calls(s, "fail", [job], 100, True, head)
+        assert isinstance(held[0], bytes)
+        refused = yield from _ops_cluster._dead_letter(s, "dead", [job], held, 100)
+        assert not refused
+
+    client._run(first_two_steps())
+    assert client.dequeue("dead").payload == {"a": 1}
+    clock.advance(client.job_expire_interval)
+    result = client.requeue()
+    assert [(j.job_id, j.payload) for j in result.discarded] == [("j1", {"a": 1})]
+    assert client.fail(job) is FailOutcome.LOST

@@ -19,6 +19,7 @@ from sharq_fast.cli import main
 from sharq_fast.http._loadgen import HTTPConnection
 
 DUPLICATE = "a job with this job_id is already queued or active in this queue"
+REF_KEYS = ("queue_type", "queue_id", "job_id", "expires_at")
 
 
 @pytest.fixture(autouse=True)
@@ -292,6 +293,43 @@ def test_batch_leases_extend_release_and_lease_checked_finish(http: httpx.Client
     assert http.post("/batch/release/", json=[dict(refs[3], payload=3)]).json()["results"][0]["code"] == 400
     assert http.post("/batch/finish/", json=[refs[3]]).json()["finished"] == 0  # extended above: a new lease
     assert http.post("/batch/finish/", json=[dict(refs[3], expires_at=bad["results"][1]["expires_at"])]).json()["finished"] == 1
+
+
+def test_batch_fail_retries_discards_and_dead_letters(http: httpx.Client, r: redis.Redis) -> None:
+    jobs = [{"queue_type": "f", "queue_id": "q", "job_id": "again", "payload": 1, "interval": 0, "requeue_limit": 5},
+            {"queue_type": "f", "queue_id": "q2", "job_id": "done", "payload": {"x": 2}, "interval": 0,
+             "requeue_limit": 0}]
+    assert http.post("/batch/enqueue/", json=jobs).json()["enqueued"] == 2
+    taken = http.get("/batch/dequeue/f/?count=2").json()["jobs"]
+    refs = sorted(({key: j[key] for key in REF_KEYS} for j in taken), key=lambda ref: ref["job_id"])
+    answer = http.post("/batch/fail/", json={"dead_letter": "dead", "jobs": [*refs, dict(refs[0], job_id="nope"), "x"]})
+    assert answer.json() == {
+        "failed": 2,
+        "results": [
+            {"outcome": "retried", "status": "success"},
+            {"outcome": "dead_lettered", "status": "success"},
+            {"code": 404, "message": "the job is not active under this lease", "status": "failure"},
+            {"code": 400, "message": "a job must be a JSON object", "status": "failure"},
+        ],
+        "status": "success",
+    }
+    assert r.hget("sharq_server:f:q:requeues_remaining", "again") == b"4"  # one requeue counted
+    dead = http.get("/batch/dequeue/dead/").json()["jobs"]
+    assert [(j["queue_id"], j["job_id"], j["payload"]) for j in dead] == [("q2", "done", {"x": 2})]
+    # With a backoff, as a bare array, and mistakes.
+    again = http.get("/batch/dequeue/f/").json()["jobs"][0]
+    ref = {key: again[key] for key in REF_KEYS}
+    assert http.post("/batch/fail/", json=[ref]).json()["results"] == [{"outcome": "retried", "status": "success"}]
+    again = http.get("/batch/dequeue/f/").json()["jobs"][0]
+    ref = {key: again[key] for key in REF_KEYS}
+    own = http.post("/batch/fail/", json={"dead_letter": "f", "jobs": [ref]}).json()["results"][0]
+    assert own["code"] == 400 and "own queue type" in own["message"]
+    assert http.post("/batch/fail/", json={"backoff_ms": -1, "jobs": [ref]}).status_code == 400
+    assert http.post("/batch/fail/", json={"dead_letter": "a:b", "jobs": [ref]}).status_code == 400
+    assert http.post("/batch/fail/", json={"backoff_ms": 60_000, "jobs": [ref]}).json()["failed"] == 1
+    assert r.zscore("sharq_server:f:active", "q:again") > ref["expires_at"]  # held for the backoff
+    metrics = http.get("/prometheus/").text
+    assert 'sharq_fast_jobs_total{event="failed"} 4' in metrics
 
 
 def test_batch_limits_and_long_poll(http: httpx.Client, server: ServeProcess) -> None:

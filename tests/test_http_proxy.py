@@ -22,7 +22,7 @@ from sharq_fast.http.proxy_errors import (
     QueueFull,
     UnsupportedByServer,
 )
-from sharq_fast.types import GlobalMetrics, Job, JobRequest, QueueMetrics, QueueTypeMetrics
+from sharq_fast.types import FailOutcome, GlobalMetrics, Job, JobRequest, QueueMetrics, QueueTypeMetrics
 
 
 @pytest.fixture(autouse=True)
@@ -85,6 +85,16 @@ def test_batch_calls(q: ProxyClient) -> None:
     taken[2] = again[0]
     assert q.finish_many(taken + [("b", "q0", "nope")]) == [True] * 30 + [False]
     assert q.dequeue_many("b", 5) == []
+    # fail: retried (one requeue counted), then out of requeues into a dead-letter type.
+    assert q.enqueue(queue_type="b", queue_id="f", job_id="f1", payload={"f": 1}, interval=0, requeue_limit=1)
+    (failing,) = q.dequeue_many("b", 1)
+    assert q.fail(failing) is FailOutcome.RETRIED and q.fail(failing) is FailOutcome.LOST
+    (failing,) = q.dequeue_many("b", 1)
+    assert failing.requeues_remaining == 0
+    assert q.fail_many([failing], backoff_ms=10, dead_letter="b_dead") == [FailOutcome.DEAD_LETTERED]
+    assert [(j.job_id, j.payload) for j in q.dequeue_many("b_dead", 5)] == [("f1", {"f": 1})]
+    with pytest.raises(BadArgumentException, match="own queue type"):
+        q.fail(failing, dead_letter="b")
     with pytest.raises(BadArgumentException, match="Job objects"):
         q.extend_many([("b", "q0", "j0", 5)], 1000)
     with pytest.raises(BadArgumentException, match="ms"):
@@ -175,6 +185,9 @@ def test_async_proxy_client(server: ServeProcess, r: redis.Redis) -> None:
             (leased,) = await q.dequeue_many("a", 1)
             assert await q.extend(leased, 60_000) is True and await q.release(leased) is True
             assert await q.release_many([leased]) == [False]
+            (failing,) = await q.dequeue_many("a", 1)
+            assert await q.fail(failing) is FailOutcome.RETRIED  # back in its queue, one requeue counted
+            assert await q.fail_many([failing]) == [FailOutcome.LOST]
             assert await q.extend_many(await q.dequeue_many("a", 1), 1000) == [True]
             assert await q.finish("a", "e", "e1") is True
             assert (await q.enqueue_many([{"queue_type": "a", "queue_id": "z", "job_id": "z1", "payload": 1, "interval": 0}])).enqueued == 1

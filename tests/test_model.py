@@ -243,6 +243,29 @@ def machine_for(client: Any, r: redis.Redis, clock: Any, monkeypatch: pytest.Mon
             else:
                 assert client.release_many(refs) == expected
 
+        @rule(data=st.data(), backoff=st.sampled_from([0, 0, 1, 1000, EXPIRE]),
+              dead_letter=st.sampled_from([None, None, "dl", "t2"]))
+        def fail(self, data: Any, backoff: int, dead_letter: Optional[str]) -> None:
+            held = [job for job in self.handed if self.model.active((job.queue_type, job.queue_id, job.job_id))
+                    and self.model.jobs[(job.queue_type, job.queue_id, job.job_id)].lease == job.expires_at]
+            if held and data.draw(st.integers(0, 3), label="held") > 0:
+                # Mostly jobs still held: what a worker fails (pick_refs mostly finds stale ones).
+                refs = data.draw(st.lists(st.sampled_from(held), min_size=1, max_size=4), label="held jobs")
+                model_refs = [(job.queue_type, job.queue_id, job.job_id, job.expires_at) for job in refs]
+            else:
+                refs, model_refs = self.pick_refs(data, ["job", "job", "lease"])
+            if any(ref[3] == -1 or ref[0] == dead_letter for ref in model_refs):
+                # No lease, or the dead-letter type is a job's own: refused.
+                with pytest.raises(BadArgumentException):
+                    client.fail_many(refs, backoff_ms=backoff, dead_letter=dead_letter)
+                return
+            expected = self.model.fail_many(clock.now, model_refs, backoff, dead_letter)
+            if len(refs) == 1 and isinstance(refs[0], Job):
+                got = [client.fail(refs[0], backoff_ms=backoff, dead_letter=dead_letter)]
+            else:
+                got = client.fail_many(refs, backoff_ms=backoff, dead_letter=dead_letter)
+            assert [outcome.value for outcome in got] == expected
+
         @rule(queue_type=queue_types, queue_id=queue_ids, value=intervals)
         def interval(self, queue_type: str, queue_id: str, value: int) -> None:
             assert client.interval(queue_type, queue_id, value) == self.model.interval(queue_type, queue_id, value)

@@ -164,6 +164,14 @@ def workload(connect: Callable[..., Any], url: str, admin: redis.Redis, tmp_path
     # clear_queue, with its purge in steps.
     assert client.enqueue_many([{"job_id": f"c{n}", **job, "queue_id": "q9"} for n in range(3)]).enqueued == 3
     assert client.clear_queue("sms", "q9", purge_all=True) is True
+    # fail: a retry, then out of requeues into a dead-letter type.
+    assert client.enqueue(job_id="f1", requeue_limit=1, **{**job, "queue_id": "q8"}) is True
+    failing = client.dequeue("sms")
+    assert client.fail(failing, dead_letter="sms_dead").value == "retried"
+    clock.advance(1)
+    failing = client.dequeue("sms")
+    assert client.fail(failing, dead_letter="sms_dead").value == "dead_lettered"
+    assert client.dequeue("sms_dead").job_id == "f1"
     # NOSCRIPT: the scripts are loaded again (SCRIPT LOAD).
     admin.script_flush()
     assert client.enqueue(job_id="n1", **job) is True and client.dequeue("sms").job_id == "n1"

@@ -23,7 +23,7 @@ from test_batch import QUEUE_IDS, QUEUE_TYPES, current_minute, dump_state, job_r
 EXPIRE = 120_000
 OPERATIONS = (
     ["enqueue", "enqueue_many", "dequeue", "dequeue_many"] * 3
-    + ["finish", "finish_many", "extend", "release", "advance", "requeue"] * 2
+    + ["finish", "finish_many", "extend", "release", "fail", "advance", "requeue"] * 2
     + ["interval", "clear_queue", "metrics", "queue_length", "drop_time_keepers"]
 )
 
@@ -124,6 +124,13 @@ def test_client_and_async_client_leave_the_same_state(
                 chosen = picks()
                 a = outcome(lambda: sync.release_many([held_a[i] for i in chosen], chunk_size=3))
                 b = outcome(lambda: run(aio.release_many([held_b[i] for i in chosen], chunk_size=3)))
+            elif kind == "fail":
+                chosen = picks()
+                backoff, dead = draw(st.sampled_from([0, 0, 1000])), draw(st.sampled_from([None, "dl"]))
+                a = outcome(lambda: sync.fail_many([held_a[i] for i in chosen], backoff_ms=backoff, dead_letter=dead,
+                                                   chunk_size=3))
+                b = outcome(lambda: run(aio.fail_many([held_b[i] for i in chosen], backoff_ms=backoff,
+                                                      dead_letter=dead, chunk_size=3)))
             elif kind == "interval":
                 (queue_type, queue_id), interval = queue(), draw(st.integers(0, 3000))
                 a = outcome(lambda: sync.interval(queue_type, queue_id, interval))

@@ -249,7 +249,7 @@ class Operations:
         requeue against the job's limit, exactly as an expiry would (-1: unlimited):
 
         - requeues left, `backoff_ms` 0: back at the front of its queue now (RETRIED; the
-          queue's interval still holds);
+          queue's interval still holds; jobs of one queue in one chunk keep their order);
         - requeues left, `backoff_ms` > 0: the job stays active with its lease moved to
           now + backoff_ms; the requeuer then puts it back and counts the requeue
           (RETRIED);
@@ -263,7 +263,8 @@ class Operations:
         All input is validated first: a bad job or argument raises BadArgumentException
         and changes nothing. On one node each chunk is one atomic script call; on a
         cluster, dead-lettering takes two more calls (enqueue into the dead-letter type,
-        then discard: a crash between them leaves the job in both, never in neither)."""
+        then discard: a client dying between them leaves the job active, and the requeuer
+        discards it there; its dead-letter copy stays)."""
         return self._run(self.settings.ops.fail_many(self.settings, jobs, backoff_ms, dead_letter, chunk_size))
 
     # -- queues -------------------------------------------------------------------------

@@ -436,13 +436,15 @@ def fail_args(jobs: Sequence[Any], backoff_ms: Any, dead_letter: Any) -> str:
     return dead_letter
 
 
-def fail_many(s: Settings, jobs: Iterable[Any], backoff_ms: Any, dead_letter: Any, chunk_size: int) -> Op[List[FailOutcome]]:
+def fail_many(
+    s: Settings, jobs: Iterable[Any], backoff_ms: Any, dead_letter: Any, chunk_size: int
+) -> Op[List[FailOutcome]]:
     """Fail jobs still held: retried (now, or after the backoff), discarded or moved to the
     dead-letter queue type when out of requeues; see lua/fail.lua."""
     chunk_size = check_batching(chunk_size, 1)
     items = list(jobs)
     dead_letter = fail_args(items, backoff_ms, dead_letter)
-    head = (s.clock(), backoff_ms, dead_letter, s.default_job_requeue_limit)
+    head = (s.clock(), backoff_ms, dead_letter, s.default_job_requeue_limit, s.job_expire_interval)
     results = yield from _job_ref_rounds(s, "fail", items, chunk_size, True, head)
     return [FAIL_OUTCOMES[value] for value in results]
 

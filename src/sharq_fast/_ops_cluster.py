@@ -7,7 +7,7 @@ Queue-level operations (requeue, metrics, ...) are in ``_ops_cluster_queues``.
 """
 
 import time
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple, Union
 
 from redis.exceptions import ResponseError
 
@@ -478,7 +478,9 @@ def release_many(s: Settings, jobs: Iterable[Any], chunk_size: int) -> Op[List[b
 # -- fail -------------------------------------------------------------------------------
 
 
-def fail_many(s: Settings, jobs: Iterable[Any], backoff_ms: Any, dead_letter: Any, chunk_size: int) -> Op[List[FailOutcome]]:
+def fail_many(
+    s: Settings, jobs: Iterable[Any], backoff_ms: Any, dead_letter: Any, chunk_size: int
+) -> Op[List[FailOutcome]]:
     """``_ops.fail_many`` on the cluster. The dead-letter type's partitions are in other
     slots than the jobs', so dead-lettering takes three steps: lua/cluster/fail.lua holds
     the jobs out of requeues (still active, under the caller's lease) and gives their
@@ -491,9 +493,8 @@ def fail_many(s: Settings, jobs: Iterable[Any], backoff_ms: Any, dead_letter: An
     _core.core.pack_job_refs(items, 0, True)  # validates every job before anything is sent
 
     def head(hold: int) -> Callable[[str], Tuple[Any, ...]]:
-        return lambda queue_type: (
-            wake_channel(s, queue_type), s.job_expire_interval, s.clock(), backoff_ms, hold
-        )
+        now = s.clock()  # one instant for every call of a step
+        return lambda queue_type: (wake_channel(s, queue_type), s.job_expire_interval, now, backoff_ms, hold)
 
     try:
         values = yield from _job_ref_calls(s, "fail", items, chunk_size, True, head(1 if dead_letter else 0))
@@ -503,7 +504,9 @@ def fail_many(s: Settings, jobs: Iterable[Any], backoff_ms: Any, dead_letter: An
         ]
         if not held:
             return outcomes
-        refused = yield from _dead_letter(s, dead_letter, [items[i] for i in held], [values[i] for i in held], chunk_size)
+        refused = yield from _dead_letter(
+            s, dead_letter, [items[i] for i in held], [values[i] for i in held], chunk_size
+        )
         moved = [i for k, i in enumerate(held) if k not in refused]
         # Their copies are in the dead-letter type: discard them (lease-checked; they are
         # out of requeues, so this fail call discards, and nothing else can have).
@@ -526,7 +529,9 @@ def fail_many(s: Settings, jobs: Iterable[Any], backoff_ms: Any, dead_letter: An
     return outcomes
 
 
-def _dead_letter(s: Settings, dead_letter: str, jobs: List[Any], payloads: List[bytes], chunk_size: int) -> Op[set]:
+def _dead_letter(
+    s: Settings, dead_letter: str, jobs: List[Any], payloads: List[bytes], chunk_size: int
+) -> Op[Set[int]]:
     """Enqueue `jobs` into `dead_letter` with their stored `payloads`, interval 0 and the
     default requeue limit (a job already queued there under its id is kept). Returns the
     offsets in `jobs` of those Redis refused."""
@@ -549,7 +554,7 @@ def _dead_letter(s: Settings, dead_letter: str, jobs: List[Any], payloads: List[
             calls.append(partition_call(s, "enqueue", parts, p, now, _core.core.pack_args(args), len(args)))
             positions.append(part)
     replies = yield from run_calls(s, calls)
-    refused = set()
+    refused: Set[int] = set()
     for call, reply, part in zip(calls, replies, positions):
         if isinstance(reply, ResponseError):
             refused.update(part)

@@ -13,7 +13,9 @@ from typing import Dict
 import msgspec
 
 #: Scripts that take a token and run behind the reply cache.
-REPLIED_SCRIPTS = ("enqueue", "dequeue", "finish", "requeue", "interval", "clear_queue", "extend", "release", "fail")
+REPLIED_SCRIPTS = (
+    "enqueue", "dequeue", "finish", "requeue", "interval", "clear_queue", "extend", "release", "fail",
+)
 #: Scripts that are safe to resend as they are.
 PLAIN_SCRIPTS = ("purge_jobs", "forget_intervals", "lock")
 SCRIPT_NAMES = REPLIED_SCRIPTS + PLAIN_SCRIPTS
@@ -42,7 +44,9 @@ def load_scripts() -> Dict[str, Script]:
 
 #: The cluster layout's scripts (lua/cluster/, docs/cluster-layout.md): each works on the
 #: ten keys of one partition (cluster/_partition.lua, put in front of each).
-CLUSTER_REPLIED_SCRIPTS = ("enqueue", "dequeue", "finish", "requeue", "interval", "clear_queue", "extend", "release", "fail")
+CLUSTER_REPLIED_SCRIPTS = (
+    "enqueue", "dequeue", "finish", "requeue", "interval", "clear_queue", "extend", "release", "fail",
+)
 CLUSTER_PLAIN_SCRIPTS = ("forget_intervals",)
 
 

@@ -7,11 +7,13 @@
     POST /batch/finish/             {"jobs": [{queue_type, queue_id, job_id[, expires_at]}, ...]}
     POST /batch/extend/             {"ms": N, "jobs": [{queue_type, queue_id, job_id, expires_at}, ...]}
     POST /batch/release/            {"jobs": [{queue_type, queue_id, job_id, expires_at}, ...]}
+    POST /batch/fail/               {"jobs": [{queue_type, queue_id, job_id, expires_at}, ...]
+                                     [, "backoff_ms": N][, "dead_letter": queue_type]}
 
 A job's ``expires_at`` is its lease (ms epoch, from the dequeue): with it, finish,
-extend and release act on the job only while that lease holds, never on a later delivery
-of the same job to another consumer (the client's finish_many, extend_many,
-release_many on Jobs). finish without it goes by ids, as the single route does.
+extend, release and fail act on the job only while that lease holds, never on a later
+delivery of the same job to another consumer (the client's finish_many, extend_many,
+release_many, fail_many on Jobs). finish without it goes by ids, as the single route does.
 
 Each job is checked on its own: a bad one gets a 400 entry and the others go ahead. The
 per-job entries carry the status code the single-job route would have answered.
@@ -20,10 +22,11 @@ per-job entries carry the status code the single-job route would have answered.
 from typing import TYPE_CHECKING, Any, Dict, List, Sequence, Tuple
 
 from .._core import core
+from .._ops import fail_args
 from .._settings import positive_ms
 from ..client import BatchError
 from ..exceptions import BadArgumentException
-from ..types import Job
+from ..types import FailOutcome, Job
 from . import _wire as w
 from .routes import DUPLICATE
 
@@ -152,7 +155,7 @@ class BatchRoutes:
         return valid, positions
 
     async def _by_refs(self, method: Any, refs: List[Any], positions: List[int], *args: Any) -> List[Any]:
-        """`method(refs, *args)` (finish_many, extend_many, release_many); 503 when Redis
+        """`method(refs, *args)` (finish_many, extend_many, release_many, fail_many); 503 when Redis
         refused part of it, with the positions refused."""
         try:
             return await method(refs, *args)
@@ -220,3 +223,41 @@ class BatchRoutes:
                     results[position] = LEASE_LOST
         self.app.stats.jobs["released"] += released
         return 200, w.dumps({"released": released, "results": results, "status": "success"})
+
+    async def fail(self, params: Sequence[str], query: bytes, body: bytes) -> Answer:
+        """POST /batch/fail/ with {"jobs": [...][, "backoff_ms": N][, "dead_letter": T]}:
+        the worker could not do these jobs (the client's fail_many). 200 with one entry per
+        job ({"outcome": "retried" / "discarded" / "dead_lettered", "status": "success"},
+        or a failure with code 404 (the lease was lost: nothing changed) or 400) and the
+        number failed; 400 for a bad backoff_ms or dead_letter."""
+        data = w.json_object(body) if body.lstrip()[:1] == b"{" else {}
+        backoff_ms = data.get("backoff_ms", 0)
+        dead_letter = data.get("dead_letter")
+        fail_args((), backoff_ms, dead_letter)  # the client's rules (400 otherwise)
+        jobs = self._jobs(body, data or None)
+        results: List[Dict[str, Any]] = [FINISHED] * len(jobs)
+        refs, ref_positions = self._refs(jobs, True, results)
+        valid: List[Any] = []
+        positions: List[int] = []
+        for position, ref in zip(ref_positions, refs):
+            try:
+                fail_args((ref,), backoff_ms, dead_letter)  # e.g. dead_letter is the job's own type
+            except BadArgumentException as exc:
+                results[position] = _bad(str(exc).replace("job 0: ", ""))
+                continue
+            valid.append(ref)
+            positions.append(position)
+        failed = 0
+        if valid:
+            client = self.app.client
+            outcomes = await self._by_refs(
+                lambda refs: client.fail_many(refs, backoff_ms=backoff_ms, dead_letter=dead_letter), valid, positions
+            )
+            for position, outcome in zip(positions, outcomes):
+                if outcome == FailOutcome.LOST:
+                    results[position] = LEASE_LOST
+                else:
+                    failed += 1
+                    results[position] = {"outcome": outcome.value, "status": "success"}
+        self.app.stats.jobs["failed"] += failed
+        return 200, w.dumps({"failed": failed, "results": results, "status": "success"})

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from .server import SharqHTTP
 
 CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
-JOB_EVENTS = ("enqueued", "duplicate", "dequeued", "finished", "extended", "released")
+JOB_EVENTS = ("enqueued", "duplicate", "dequeued", "finished", "extended", "released", "failed")
 
 
 class Stats:
@@ -50,7 +50,7 @@ async def render(app: "SharqHTTP") -> bytes:
         lines.append(f'sharq_fast_http_requests_total{{route="{_escape(route)}",code="{status}"}} {count}')
     lines += [
         "# HELP sharq_fast_jobs_total Jobs handled by this worker: enqueued, refused as duplicate, dequeued, "
-        "finished, leases extended, released.",
+        "finished, leases extended, released, failed.",
         "# TYPE sharq_fast_jobs_total counter",
     ]
     lines += [f'sharq_fast_jobs_total{{event="{event}"}} {stats.jobs[event]}' for event in JOB_EVENTS]

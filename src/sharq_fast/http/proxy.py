@@ -19,9 +19,10 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
 import msgspec
 
 from .._core import core
+from .._ops import fail_args
 from .._settings import positive_ms, seconds
 from ..exceptions import BadArgumentException
-from ..types import EnqueueResult, GlobalMetrics, Job, QueueMetrics, QueueTypeMetrics
+from ..types import EnqueueResult, FailOutcome, GlobalMetrics, Job, QueueMetrics, QueueTypeMetrics
 from .proxy_errors import (
     ProxyConnectionError,
     QueueFull,
@@ -262,6 +263,19 @@ class _Calls:
         refs = [_ref(*core.job_ref(job, i, True)) for i, job in enumerate(jobs)]
         return _Call("POST", "/batch/release/", _successes, _encode({"jobs": refs}))
 
+    def _fail_many(self, jobs: Iterable[Any], backoff_ms: int, dead_letter: Optional[str]) -> _Call:
+        items = list(jobs)
+        fail_args(items, backoff_ms, dead_letter)
+        refs = [_ref(*core.job_ref(job, i, True)) for i, job in enumerate(items)]
+
+        def parse(status: int, data: Any, response: Any) -> List[FailOutcome]:
+            flags = _successes(status, data, response)
+            return [FailOutcome(entry["outcome"]) if done else FailOutcome.LOST
+                    for entry, done in zip(data["results"], flags)]
+
+        body = {"jobs": refs, "backoff_ms": backoff_ms, "dead_letter": dead_letter}
+        return _Call("POST", "/batch/fail/", parse, _encode(body))
+
 
 def _flag(status: int, data: Any, response: Any) -> bool:
     """200 -> True; sharq-server's 404 {"status": "failure"} -> False."""
@@ -412,6 +426,17 @@ class ProxyClient(_Calls):
         at the front of their queues, uncounted; False where the lease was lost."""
         return self._do(self._release_many(jobs))
 
+    def fail_many(
+        self, jobs: Iterable[Any], *, backoff_ms: int = 0, dead_letter: Optional[str] = None
+    ) -> List[FailOutcome]:
+        """Report Jobs from dequeue_many (or lease tuples) as failed, as Client.fail_many;
+        a FailOutcome each (sharq-fast serve only)."""
+        return self._do(self._fail_many(jobs, backoff_ms, dead_letter))
+
+    def fail(self, job: Job, *, backoff_ms: int = 0, dead_letter: Optional[str] = None) -> FailOutcome:
+        """fail_many for one Job."""
+        return self.fail_many([job], backoff_ms=backoff_ms, dead_letter=dead_letter)[0]
+
     def extend(self, job: Job, ms: int) -> bool:
         """extend_many for one Job."""
         return self.extend_many([job], ms)[0]
@@ -531,6 +556,16 @@ class AsyncProxyClient(_Calls):
     async def release_many(self, jobs: Iterable[Any]) -> List[bool]:
         """See ProxyClient.release_many."""
         return await self._do(self._release_many(jobs))
+
+    async def fail_many(
+        self, jobs: Iterable[Any], *, backoff_ms: int = 0, dead_letter: Optional[str] = None
+    ) -> List[FailOutcome]:
+        """See ProxyClient.fail_many."""
+        return await self._do(self._fail_many(jobs, backoff_ms, dead_letter))
+
+    async def fail(self, job: Job, *, backoff_ms: int = 0, dead_letter: Optional[str] = None) -> FailOutcome:
+        """See ProxyClient.fail."""
+        return (await self.fail_many([job], backoff_ms=backoff_ms, dead_letter=dead_letter))[0]
 
     async def extend(self, job: Job, ms: int) -> bool:
         """See ProxyClient.extend."""

@@ -74,6 +74,7 @@ class SharqHTTP:
         add("batch_finish", "/batch/finish/", {"POST": batch.finish}, reads_body=True)
         add("batch_extend", "/batch/extend/", {"POST": batch.extend}, reads_body=True)
         add("batch_release", "/batch/release/", {"POST": batch.release}, reads_body=True)
+        add("batch_fail", "/batch/fail/", {"POST": batch.fail}, reads_body=True)
         add("prometheus", "/prometheus/", {"GET": self._prometheus, "HEAD": self._prometheus})
         return router
 
