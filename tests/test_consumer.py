@@ -190,6 +190,7 @@ def test_completions_are_flushed_when_the_consumer_stops(kind, url, producer):
     assert nothing_left(producer)
 
 
+@pytest.mark.single_node  # consumer logic only: the cluster runs the others
 def test_queue_types_are_served_by_weight(kind, url, producer):
     fill(producer, 400, queue_type="heavy")
     fill(producer, 400, queue_type="light")
@@ -228,6 +229,7 @@ def test_a_failing_job_is_retried_then_dead_lettered(kind, url, producer, caplog
     assert (dead.queue_id, dead.job_id, dead.payload) == ("q", "bad", "x")
 
 
+@pytest.mark.single_node  # consumer logic only: the cluster runs the others
 def test_a_retry_waits_its_backoff(kind, url, producer):
     producer.enqueue(queue_type=QT, queue_id="q", job_id="j", payload=1, interval=0)
     times: List[float] = []
@@ -244,6 +246,7 @@ def test_a_retry_waits_its_backoff(kind, url, producer):
     assert (stats.failed, stats.retried, stats.processed) == (1, 1, 1)
 
 
+@pytest.mark.single_node  # consumer logic only: the cluster runs the others
 def test_a_payload_that_does_not_fit_payload_type_is_a_failure(kind, url, producer, caplog):
     class Order(msgspec.Struct):
         sku: str
@@ -263,6 +266,7 @@ def test_a_payload_that_does_not_fit_payload_type_is_a_failure(kind, url, produc
     assert "Expected `int`, got `str`" in caplog.text
 
 
+@pytest.mark.single_node  # consumer logic only: the cluster runs the others
 def test_a_job_running_longer_than_job_timeout_fails(kind, url, producer):
     producer.enqueue(queue_type=QT, queue_id="q", job_id="slow", payload=1, interval=0)
     attempts: List[float] = []
@@ -346,6 +350,7 @@ def test_stop_releases_the_fetched_jobs_that_did_not_start(kind, url, producer):
     assert [job.job_id for job in jobs] == [i for i in ids if i not in handled]  # order kept
 
 
+@pytest.mark.single_node  # consumer logic only: the cluster runs the others
 def test_stop_now_leaves_the_jobs_to_their_leases(kind, url, producer):
     fill(producer, 20, queues=1)
     gate = threading.Event()
@@ -359,6 +364,7 @@ def test_stop_now_leaves_the_jobs_to_their_leases(kind, url, producer):
     assert producer.queue_length(QT, "q0") < 20  # still held: they come back after their lease
 
 
+@pytest.mark.single_node  # consumer logic only: the cluster runs the others
 def test_a_handler_still_running_after_the_grace_period_is_left_to_its_lease(kind, url, producer):
     producer.enqueue(queue_type=QT, queue_id="q", job_id="stuck", payload=1, interval=0)
     gate = threading.Event()
@@ -564,6 +570,7 @@ def test_sigkill_of_consumers_mid_batch_loses_no_job(redis_server_url, r, tmp_pa
     _run_processes(redis_server_url, tmp_path, 5_000, ["thread", "async"] * 3, kill=2, work_ms=1)
 
 
+@pytest.mark.single_node  # consumer logic only: the cluster runs the others
 def test_a_handler_that_raises_base_exceptions_does_not_kill_its_worker(kind, url, producer):
     fill(producer, 6, queues=1)
     seen: List[str] = []
