@@ -7,7 +7,6 @@ every job exactly once."""
 import asyncio
 import collections
 import logging
-import os
 import signal
 import subprocess
 import sys
