@@ -599,3 +599,34 @@ def test_a_second_signal_stops_at_once(redis_server_url, r, tmp_path, proc_kind)
     assert time.monotonic() - t0 < 5  # not the 10 s grace period, nor the 20 s handlers
     assert proc.handled() == []
     producer.close()
+
+
+@pytest.mark.single_node
+def test_run_in_the_main_thread_handles_signals_and_puts_the_handlers_back(kind, url, producer):
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    seen: List[Any] = []
+
+    def check_installed() -> None:
+        time.sleep(0.3)
+        seen.append(signal.getsignal(signal.SIGTERM))
+        consumer.stop()
+
+    if kind == "thread":
+        client: Any = Client(url)
+        consumer: Any = Consumer(client, QT, lambda job: None, wait_timeout=0.1)
+        threading.Thread(target=check_installed).start()
+        consumer.run()
+        client.close()
+    else:
+        async def main() -> None:
+            nonlocal consumer
+            aclient = AsyncClient(url)
+            consumer = AsyncConsumer(aclient, QT, lambda job: None, wait_timeout=0.1)
+            threading.Thread(target=check_installed).start()
+            await consumer.run()
+            await aclient.close()
+
+        consumer = None
+        asyncio.run(main())
+    assert seen and seen[0] not in before  # the consumer's own while it ran
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
