@@ -10,7 +10,6 @@ with O_APPEND; a SIGKILL loses none of the lines written); at the end, a line
 """
 
 import asyncio
-import json
 import logging
 import os
 import sys

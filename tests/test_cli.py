@@ -58,11 +58,14 @@ def test_bench_writes_json_and_chart(r: redis.Redis, redis_server_url: str, core
             "bench", "--url", redis_server_url, "--n", "200", "--queues", "10", "--batch", "50",
             "--cores", _core_name(core), "--scaling-sizes", "100,1000", "--scaling-dequeues", "50",
             "--wake-samples", "10", "--idle-consumers", "2", "--idle-seconds", "0.5",
+            "--consumer-n", "300", "--consumer-queues", "10",
             "--out", str(out), "--no-progress",
         ]
     )
     printed = capsys.readouterr().out
     assert code == 0
+    assert "Consumer, no-op" in printed and "AsyncConsumer x256, 1 ms I/O" in printed
+    assert "idle Consumer:" in printed and "Redis commands/s" in printed
     assert "jobs/s" in printed and "client us/job" in printed and "server us/job" in printed
     document = json.loads((out / "bench.json").read_text())
     workload = [row for row in document["results"] if row["case"] == "workload"]
@@ -90,7 +93,7 @@ def test_bench_private_server_and_core_switch(core: Any, tmp_path: Path) -> None
     """Without --url, bench runs its own redis-server (the compiled core, when built, and the pure one)."""
     done = subprocess.run(
         [sys.executable, "-m", "sharq_fast", "bench", "--n", "100", "--queues", "5", "--no-scaling", "--no-progress",
-         "--modes", "batch", "--no-async", "--out", str(tmp_path)],
+         "--modes", "batch", "--no-async", "--no-consumer", "--out", str(tmp_path)],
         capture_output=True, text=True, timeout=120, env=_env(core),
     )
     assert done.returncode == 0, done.stderr
@@ -118,11 +121,12 @@ def test_compare(r: redis.Redis, redis_server_url: str, core: Any, peer_python: 
             "compare", "--url", redis_server_url, "--n", "100", "--queues", "10", "--repeat", "2",
             "--cores", _core_name(core), "--scaling-sizes", "100", "--scaling-dequeues", "20",
             "--no-async", "--out", str(tmp_path), "--no-progress",
+            "--consumer-n", "200", "--consumer-queues", "10", "--idle-seconds", "0.3",
         ]
     )
     printed = capsys.readouterr().out
     assert code == 0
-    assert "sharq 1.3.0" in printed and "redis-py baseline" in printed and "x sharq 1.3.0" in printed
+    assert "sharq 1.3.0 loop, no-op" in printed and "vs sharq loop" in printed and "redis-py baseline" in printed and "x sharq 1.3.0" in printed
     document = json.loads((tmp_path / "compare.json").read_text())
     assert document["peer"]["versions"]["sharq"] == "1.3.0"
     impls = {row["impl"] for row in document["results"]}
@@ -132,6 +136,11 @@ def test_compare(r: redis.Redis, redis_server_url: str, core: Any, peer_python: 
     assert all(row["reps"] == 2 and row["vs_reference"] == pytest.approx(1.0) for row in peer_rows)
     assert (tmp_path / "compare.png").exists() == _has_matplotlib()
     assert r.keys("sharq_fast_bench*") == []
+    consumer = document["consumer"]
+    loops = {row["case"]: row for row in consumer["summary"]}
+    assert loops["sharq 1.3.0 loop, 1 ms I/O"]["vs_sharq_loop"] == pytest.approx(1.0)
+    assert loops["Consumer, no-op"]["jobs"] == 200 and loops["Consumer, no-op"]["vs_sharq_loop"] > 0
+    assert [row["case"] for row in consumer["idle"]] == ["idle Consumer", "idle AsyncConsumer"]
 
 
 def test_peer_runner_imports_no_sharq_fast() -> None:

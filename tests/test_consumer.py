@@ -7,7 +7,6 @@ every job exactly once."""
 import asyncio
 import collections
 import logging
-import os
 import signal
 import subprocess
 import sys
@@ -190,6 +189,7 @@ def test_completions_are_flushed_when_the_consumer_stops(kind, url, producer):
     assert nothing_left(producer)
 
 
+@pytest.mark.single_node  # consumer logic only: the cluster runs the others
 def test_queue_types_are_served_by_weight(kind, url, producer):
     fill(producer, 400, queue_type="heavy")
     fill(producer, 400, queue_type="light")
@@ -228,6 +228,7 @@ def test_a_failing_job_is_retried_then_dead_lettered(kind, url, producer, caplog
     assert (dead.queue_id, dead.job_id, dead.payload) == ("q", "bad", "x")
 
 
+@pytest.mark.single_node  # consumer logic only: the cluster runs the others
 def test_a_retry_waits_its_backoff(kind, url, producer):
     producer.enqueue(queue_type=QT, queue_id="q", job_id="j", payload=1, interval=0)
     times: List[float] = []
@@ -244,6 +245,7 @@ def test_a_retry_waits_its_backoff(kind, url, producer):
     assert (stats.failed, stats.retried, stats.processed) == (1, 1, 1)
 
 
+@pytest.mark.single_node  # consumer logic only: the cluster runs the others
 def test_a_payload_that_does_not_fit_payload_type_is_a_failure(kind, url, producer, caplog):
     class Order(msgspec.Struct):
         sku: str
@@ -263,6 +265,7 @@ def test_a_payload_that_does_not_fit_payload_type_is_a_failure(kind, url, produc
     assert "Expected `int`, got `str`" in caplog.text
 
 
+@pytest.mark.single_node  # consumer logic only: the cluster runs the others
 def test_a_job_running_longer_than_job_timeout_fails(kind, url, producer):
     producer.enqueue(queue_type=QT, queue_id="q", job_id="slow", payload=1, interval=0)
     attempts: List[float] = []
@@ -346,6 +349,7 @@ def test_stop_releases_the_fetched_jobs_that_did_not_start(kind, url, producer):
     assert [job.job_id for job in jobs] == [i for i in ids if i not in handled]  # order kept
 
 
+@pytest.mark.single_node  # consumer logic only: the cluster runs the others
 def test_stop_now_leaves_the_jobs_to_their_leases(kind, url, producer):
     fill(producer, 20, queues=1)
     gate = threading.Event()
@@ -359,6 +363,7 @@ def test_stop_now_leaves_the_jobs_to_their_leases(kind, url, producer):
     assert producer.queue_length(QT, "q0") < 20  # still held: they come back after their lease
 
 
+@pytest.mark.single_node  # consumer logic only: the cluster runs the others
 def test_a_handler_still_running_after_the_grace_period_is_left_to_its_lease(kind, url, producer):
     producer.enqueue(queue_type=QT, queue_id="q", job_id="stuck", payload=1, interval=0)
     gate = threading.Event()
@@ -437,18 +442,40 @@ def test_the_rate_limit_holds_with_8_consumers(kind, url, producer, monkeypatch)
 # -- processes ----------------------------------------------------------------------------
 
 
+_PROCESSES: List["Process"] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_process_left() -> Any:
+    """Kill the consumer processes a failed test left running (they would take the next
+    tests' jobs)."""
+    yield
+    while _PROCESSES:
+        proc = _PROCESSES.pop().proc
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 class Process:
-    """tests/consumer_process.py in a process of its own."""
+    """tests/consumer_process.py in a process of its own (its stderr in a file: a pipe
+    nobody reads would block its logging once full)."""
 
     def __init__(self, url: str, kind: str, out: Path, concurrency: int = 8, work_ms: int = 0,
                  expire_ms: int = 2000) -> None:
         self.out = out
-        self.proc = subprocess.Popen(
-            [sys.executable, str(HERE / "consumer_process.py"), url, kind, QT, str(concurrency), str(work_ms),
-             str(expire_ms), str(out)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )
-        assert self.proc.stdout.readline().strip() == "ready"
+        self.log = out.with_suffix(".log")
+        with open(self.log, "w") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, str(HERE / "consumer_process.py"), url, kind, QT, str(concurrency), str(work_ms),
+                 str(expire_ms), str(out)],
+                stdout=subprocess.PIPE, stderr=log, text=True,
+            )
+        _PROCESSES.append(self)
+        assert self.proc.stdout.readline().strip() == "ready", self.stderr()
+
+    def stderr(self) -> str:
+        return self.log.read_text()[-3000:]
 
     def handled(self) -> List[str]:
         if not self.out.exists():
@@ -459,7 +486,7 @@ class Process:
         for line in self.out.read_text().splitlines():
             if line.startswith("#stats "):
                 return msgspec.json.decode(line[7:])
-        raise AssertionError(f"no stats: {self.proc.stderr.read()}")
+        raise AssertionError(f"no stats: {self.stderr()}")
 
     def terminate(self, timeout: float = 30.0) -> int:
         self.proc.send_signal(signal.SIGTERM)
@@ -478,7 +505,7 @@ def test_sigterm_drains_and_releases(redis_server_url, r, tmp_path, proc_kind):
     ids = fill(producer, 400, queues=1)
     proc = Process(redis_server_url, proc_kind, tmp_path / "out", concurrency=4, work_ms=20)
     until(lambda: len(proc.handled()) >= 20, what="jobs handled")
-    assert proc.terminate() == 0, proc.proc.stderr.read()
+    assert proc.terminate() == 0, proc.stderr()
     stats = proc.stats()
     handled = proc.handled()
     assert stats["processed"] == len(handled) and stats["in_flight"] == 0
@@ -494,7 +521,11 @@ def test_sigterm_drains_and_releases(redis_server_url, r, tmp_path, proc_kind):
 def _run_processes(url: str, tmp_path: Path, n_jobs: int, kinds: List[str], kill: int = 0, work_ms: int = 0) -> None:
     producer = Client(url)
     ids = fill(producer, n_jobs, queues=100)
-    procs = [Process(url, kind, tmp_path / f"out{i}", concurrency=16 if kind == "async" else 4, expire_ms=1500,
+    # Leases long enough for a loaded machine (a process starved of CPU for longer than a
+    # lease loses it: a legitimate second run); short enough that the killed ones' jobs
+    # come back soon.
+    expire_ms = 3000 if kill else 10_000
+    procs = [Process(url, kind, tmp_path / f"out{i}", concurrency=16 if kind == "async" else 4, expire_ms=expire_ms,
                      work_ms=work_ms) for i, kind in enumerate(kinds)]
     killed = procs[:kill]
     if kill:
@@ -504,7 +535,7 @@ def _run_processes(url: str, tmp_path: Path, n_jobs: int, kinds: List[str], kill
             p.proc.wait()
     until(lambda: nothing_left(producer), timeout=120, what="every job finished")
     for p in procs[kill:]:
-        assert p.terminate() == 0, p.proc.stderr.read()
+        assert p.terminate() == 0, p.stderr()
     counts = collections.Counter(job_id for p in procs for job_id in p.handled())
     assert set(counts) == set(ids)  # none lost
     by_killed = {job_id for p in killed for job_id in p.handled()}
@@ -536,3 +567,66 @@ def test_8_consumer_processes_finish_100000_jobs_exactly_once(redis_server_url, 
 @pytest.mark.single_node
 def test_sigkill_of_consumers_mid_batch_loses_no_job(redis_server_url, r, tmp_path):
     _run_processes(redis_server_url, tmp_path, 5_000, ["thread", "async"] * 3, kill=2, work_ms=1)
+
+
+@pytest.mark.single_node  # consumer logic only: the cluster runs the others
+def test_a_handler_that_raises_base_exceptions_does_not_kill_its_worker(kind, url, producer):
+    fill(producer, 6, queues=1)
+    seen: List[str] = []
+
+    def handler(job: Any) -> None:
+        seen.append(job.job_id)
+        if len(seen) <= 2:
+            raise asyncio.CancelledError() if kind == "async" else SystemExit(3)
+
+    run = Running(kind, url, handler, concurrency=1)
+    until(lambda: nothing_left(producer), what="all jobs done")
+    stats = run.stop()
+    assert (stats.processed, stats.failed, stats.retried) == (6, 2, 2)
+
+
+@pytest.mark.single_node
+@pytest.mark.parametrize("proc_kind", ["thread", "async"])
+def test_a_second_signal_stops_at_once(redis_server_url, r, tmp_path, proc_kind):
+    producer = Client(redis_server_url)
+    fill(producer, 20, queues=1)
+    proc = Process(redis_server_url, proc_kind, tmp_path / "out", concurrency=2, work_ms=20_000, expire_ms=1000)
+    until(lambda: r.zcard(f"sharq_server:{QT}:active") >= 2, what="jobs running")
+    proc.proc.send_signal(signal.SIGTERM)
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    assert proc.terminate(timeout=10) == 0, proc.stderr()  # the second SIGTERM
+    assert time.monotonic() - t0 < 5  # not the 10 s grace period, nor the 20 s handlers
+    assert proc.handled() == []
+    producer.close()
+
+
+@pytest.mark.single_node
+def test_run_in_the_main_thread_handles_signals_and_puts_the_handlers_back(kind, url, producer):
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    seen: List[Any] = []
+
+    def check_installed() -> None:
+        time.sleep(0.3)
+        seen.append(signal.getsignal(signal.SIGTERM))
+        consumer.stop()
+
+    if kind == "thread":
+        client: Any = Client(url)
+        consumer: Any = Consumer(client, QT, lambda job: None, wait_timeout=0.1)
+        threading.Thread(target=check_installed).start()
+        consumer.run()
+        client.close()
+    else:
+        async def main() -> None:
+            nonlocal consumer
+            aclient = AsyncClient(url)
+            consumer = AsyncConsumer(aclient, QT, lambda job: None, wait_timeout=0.1)
+            threading.Thread(target=check_installed).start()
+            await consumer.run()
+            await aclient.close()
+
+        consumer = None
+        asyncio.run(main())
+    assert seen and seen[0] not in before  # the consumer's own while it ran
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before

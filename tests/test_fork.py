@@ -33,14 +33,14 @@ def calls(client: Client, who: str) -> list:
 
 def child_main(client: Client, write_fd: int) -> None:
     report = {}
-    parent_tokens_key = client.settings.tokens.key
+    parent_tokens_base = client.settings.tokens.base
     report["wrong"] = calls(client, "child")
     # A waiting dequeue: the parent's wake-up listener is not the child's.
     job_ = client.dequeue("wake", timeout=20)
     report["woken"] = job_.job_id if job_ else None
     report["own_connections"] = all(conn.pid == os.getpid() for conn in client._transport._idle)
     report["idle"] = len(client._transport._idle)
-    report["own_reply_cache"] = client.settings.tokens.key != parent_tokens_key
+    report["own_reply_cache"] = client.settings.tokens.base != parent_tokens_base
     with os.fdopen(write_fd, "w") as out:
         out.write(json.dumps(report))
 
@@ -51,7 +51,7 @@ def test_client_used_then_forked(redis_server_url: str, r: redis.Redis):
         assert client.enqueue(**job("before", "b0"))
         assert client.dequeue("nothing", timeout=0.05) is None  # starts the wake-up listener
         assert client._transport._idle and client._transport._waker is not None
-        parent_cache = client.settings.tokens.key
+        parent_cache = client.settings.tokens.base
         read_fd, write_fd = os.pipe()
         pid = os.fork()
         if pid == 0:  # the child: never returns into pytest
@@ -79,7 +79,7 @@ def test_client_used_then_forked(redis_server_url: str, r: redis.Redis):
         assert report["idle"] >= 1
         assert wrong == []
         # The parent keeps working, on its own connections and reply cache.
-        assert client.settings.tokens.key == parent_cache
+        assert client.settings.tokens.base == parent_cache
         assert client.queue_length("t", "parent") == CALLS
         assert client.queue_length("t", "child") == CALLS
         assert client.dequeue("t").queue_id == "before"

@@ -139,10 +139,13 @@ def test_enqueue_many_unconfirmed_raises_with_positions(unconfirmed_client: Any,
 
 
 def test_enqueue_unconfirmed(unconfirmed_client: Any, lone_conn: redis.Redis) -> None:
+    before = waits(lone_conn)
     with pytest.raises(ReplicationError) as info:
         unconfirmed_client.enqueue(**job(0))
     assert (info.value.result, info.value.unconfirmed) == (True, [0])
     assert lone_conn.llen(f"sharq_server:{QT}:q0") == 1
+    # One call, one round: sent again (with its WAIT) while retry_for lasted, on every transport.
+    assert waits(lone_conn) - before >= 2
 
 
 def test_dequeue_unconfirmed_gives_the_jobs_it_took(unconfirmed_client: Any, lone_conn: redis.Redis) -> None:

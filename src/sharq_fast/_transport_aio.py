@@ -251,8 +251,8 @@ class AsyncTransport:
                 await asyncio.sleep(pause)
                 _, future, _ = self._send(round, attempts)
                 continue
-            if not resend_indexes(replies):  # the usual case: no coroutine for nothing to resend
-                return replies
+            if not resend_indexes(replies) and not unconfirmed(round, replies):
+                return replies  # the usual case: no coroutine for nothing to resend
             return await self._resend_refused(round, replies, attempts)
 
     async def _resend_refused(self, round: Round, replies: List[Any], attempts: Attempts) -> List[Any]:

@@ -445,13 +445,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         if not args.no_consumer and not target.cluster:
             from .consumer import bench as consumer_bench
 
-            def peer_consume(prefix: str, handler: str, count: int) -> Any:
-                spec = {"mode": "consume", "count": count, "handler": handler, "budget": args.peer_budget,
-                        "queue_type": consumer_bench.QUEUE_TYPE, "label": f"sharq 1.3.0 loop, {handler}"}
-                (r,) = peer_run(spec, prefix)
-                return _bench.Result(impl=_bench.PEER, core="-", mode="", case="consumer", **r)
-
-            extra["consumer"] = consumer_bench.cli_cases(args, target, cores, base, peer_consume if peer_python else None)
+            extra["consumer"] = consumer_bench.cli_cases(args, target, cores, base, peer_run if peer_python else None)
         _report(args, "compare", target, results, _settings(args, args.repeat), _bench.PEER if peer_python else None, extra)
         if versions:
             print(f"peer: sharq {versions.get('sharq')} with msgpack {versions.get('msgpack')} ({versions.get('msgpack_impl')}), "

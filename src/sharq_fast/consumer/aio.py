@@ -3,12 +3,13 @@ workers) on one event loop and one AsyncClient, whose auto-pipelining sends the
 fetcher's dequeue and the keeper's finish_many together when they meet in a loop turn."""
 
 import asyncio
+import signal
 import threading
 from typing import Any, Awaitable, Callable, Dict, List, Optional
 
 from ..aio import AsyncClient
 from ..types import Job
-from .common import ConsumerBase, QueueTypes
+from .common import SIGNALS, ConsumerBase, QueueTypes
 from .engine import CALL, FLUSH, HALT, RUNNING, SPACE, STOP, Engine, JobTimeoutError, Loop, Steps
 
 
@@ -58,23 +59,26 @@ class AsyncConsumer(ConsumerBase):
             await asyncio.gather(*workers, *(t for t in (fetcher, keeper) if t is not None), return_exceptions=True)
             if self._started_requeuer:
                 await self.client.stop_requeuer()
-            for signum in signals:
+            for signum, previous in signals.items():
                 loop.remove_signal_handler(signum)
+                if previous is not None:  # the handler before run() (asyncio.run's SIGINT one)
+                    signal.signal(signum, previous)
         if self.error is not None:
             raise self.error
 
-    def _install_loop_signals(self, loop: asyncio.AbstractEventLoop) -> List[int]:
+    def _install_loop_signals(self, loop: asyncio.AbstractEventLoop) -> Dict[int, Any]:
+        """Handle SIGINT/SIGTERM in the loop while it runs in the main thread; the handlers
+        they had."""
         if not self.handle_signals or threading.current_thread() is not threading.main_thread():
-            return []
-        from .common import SIGNALS
-
-        installed = []
+            return {}
+        installed = {}
         for signum in SIGNALS:
+            previous = signal.getsignal(signum)
             try:
                 loop.add_signal_handler(signum, self._on_loop_signal, signum)
             except (NotImplementedError, RuntimeError):  # not the main thread's loop, or Windows
                 continue
-            installed.append(signum)
+            installed[signum] = previous
         return installed
 
     def _on_loop_signal(self, signum: int) -> None:
@@ -115,6 +119,11 @@ class AsyncConsumer(ConsumerBase):
                         await asyncio.wait_for(handler(job), timeout)
                     except asyncio.TimeoutError:
                         raise JobTimeoutError(f"the handler ran longer than job_timeout ({timeout}s)") from None
+            except asyncio.CancelledError as exc:
+                cancelling = getattr(asyncio.current_task(), "cancelling", None)  # Python >= 3.11
+                if engine.phase != RUNNING if cancelling is None else cancelling() > 0:
+                    raise  # this worker is cancelled (stop now, grace period over)
+                engine.failed(job, exc)  # the handler's own cancellation: a failure, the worker goes on
             except Exception as exc:
                 engine.failed(job, exc)
             else:

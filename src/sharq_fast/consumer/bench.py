@@ -332,10 +332,19 @@ PEER_SLEEP_JOBS = 10_000
 
 
 def cli_cases(args: Any, target: Any, cores: Sequence[str], base: str,
-              peer: Optional[Callable[[str, str, int], Result]] = None) -> Dict[str, Any]:
+              peer_run: Optional[Callable[[Dict[str, Any], str], List[Dict[str, Any]]]] = None) -> Dict[str, Any]:
     """The consumer cases of ``sharq-fast bench``/``compare`` (compiled core when built):
-    `args.repeat` repetitions, then the idle costs. Returns the report's "consumer" part
-    (its "table" is printed by the report)."""
+    `args.repeat` repetitions, then the idle costs; with `peer_run(spec, prefix)` (compare:
+    runs _peer_runner.py, answers its results) also the sharq 1.3.0 loop. Returns the
+    report's "consumer" part (its "table" is printed by the report)."""
+    def sharq_loop(prefix: str, handler: str, count: int) -> Result:
+        spec = {"mode": "consume", "count": count, "handler": handler, "budget": args.peer_budget,
+                "queue_type": QUEUE_TYPE, "label": f"{SHARQ_LOOP}, {handler}"}
+        (result,) = peer_run(spec, prefix)  # type: ignore[misc]
+        return Result(impl=_bench.PEER, core="-", mode="", case="consumer", **result)
+
+    peer = sharq_loop if peer_run is not None else None
+
     core_name = "c" if "c" in cores else cores[0]
     n, queues = args.consumer_n, args.consumer_queues
     results: List[Result] = []

@@ -113,4 +113,5 @@ class ConsumerBase:
     @staticmethod
     def _restore_signals(previous: Dict[int, Any]) -> None:
         for signum, handler in previous.items():
-            signal.signal(signum, handler)
+            if handler is not None:  # None: installed outside Python, cannot be put back
+                signal.signal(signum, handler)

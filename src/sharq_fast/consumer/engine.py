@@ -23,8 +23,10 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .. import _constants as C
-from ..exceptions import BadArgumentException, BatchError, ClientClosedError, OutcomeUnknownError
+from ..exceptions import BatchError, ClientClosedError, OutcomeUnknownError
 from ..types import Job
+from .options import check_options
+from .rotation import Rotation, queue_weights
 
 log = logging.getLogger("sharq_fast.consumer")
 
@@ -74,77 +76,6 @@ class JobTimeoutError(Exception):
     """A handler ran longer than the consumer's ``job_timeout``."""
 
 
-def queue_weights(queue_type: Union[str, Sequence[str], Mapping[str, int]]) -> Dict[str, int]:
-    """The queue types to serve and their weights (1 each unless a mapping gives them)."""
-    if isinstance(queue_type, str):
-        weights = {queue_type: 1}
-    elif isinstance(queue_type, Mapping):
-        weights = dict(queue_type)
-    else:
-        try:
-            weights = {name: 1 for name in queue_type}
-        except TypeError:
-            raise BadArgumentException(
-                "`queue_type` must be a queue type, a list of them, or a mapping of them to weights",
-                field="queue_type",
-            ) from None
-    if not weights:
-        raise BadArgumentException("`queue_type`: give at least one queue type", field="queue_type")
-    for name, weight in weights.items():
-        if not isinstance(name, str) or not name:
-            raise BadArgumentException(f"`queue_type`: {name!r} is not a queue type name", field="queue_type")
-        if type(weight) is not int or weight < 1:
-            raise BadArgumentException(f"`queue_type`: the weight of {name!r} must be an int >= 1", field="queue_type")
-    return weights
-
-
-class Rotation:
-    """Which queue type to fetch from next: of the types not known to be empty, the one
-    that got the fewest jobs for its weight (so jobs, not fetches, follow the weights);
-    when all are empty, a waiting dequeue on each in turn (each waits wait_timeout /
-    number of types, so a job of another type waits no longer than wait_timeout)."""
-
-    #: How long a type that gave nothing is skipped (s) while others have jobs.
-    EMPTY_FOR = 0.05
-
-    def __init__(self, weights: Dict[str, int], wait_timeout: float) -> None:
-        self.weights = weights
-        self.served = {name: 0.0 for name in weights}  # jobs fetched / weight
-        self.empty: Dict[str, float] = {}
-        self.turn = 0
-        self.single = next(iter(weights)) if len(weights) == 1 else None
-        self.wait_timeout = wait_timeout if self.single else wait_timeout / len(weights)
-
-    def next(self, now: float) -> Tuple[str, Optional[float], float]:
-        """The queue type to fetch from, the dequeue's timeout (None: do not wait), and
-        the share of the free capacity to fetch (its weight's share of the types with jobs)."""
-        if self.single is not None:
-            return self.single, self.wait_timeout, 1.0
-        empty = self.empty
-        for name, since in list(empty.items()):
-            if now - since > self.EMPTY_FOR:
-                del empty[name]
-        names = [name for name in self.weights if name not in empty]
-        if not names:  # all empty: wait on each in turn
-            empty.clear()
-            self.turn = (self.turn + 1) % len(self.weights)
-            return list(self.weights)[self.turn], self.wait_timeout, 1.0
-        name = min(names, key=self.served.__getitem__)
-        return name, None, self.weights[name] / sum(self.weights[other] for other in names)
-
-    def fetched(self, name: str, got: int, now: float) -> None:
-        """Note what a dequeue of `name` gave (how many jobs)."""
-        if got:
-            self.empty.pop(name, None)
-            self.served[name] += got / self.weights[name]
-        else:
-            self.empty[name] = now
-            # An idle type does not bank a claim on the next jobs: it starts level.
-            others = [served for other, served in self.served.items() if other != name and other not in self.empty]
-            if others:
-                self.served[name] = max(self.served[name], min(others))
-
-
 class Engine:
     """The state and decisions of one consumer (see the module docstring). `wake(event)`
     is the driver's: it sets one of its events (SPACE, FLUSH, STOP, HALT, or JOBS for the
@@ -170,7 +101,7 @@ class Engine:
         logger: Optional[logging.Logger],
         reap_timeouts: bool,
     ) -> None:
-        _check_options(concurrency, finish_delay, finish_batch, grace_period, job_timeout, retry_backoff,
+        check_options(concurrency, finish_delay, finish_batch, grace_period, job_timeout, retry_backoff,
                        dead_letter, on_discard, wait_timeout)
         self.client = client
         self.weights = queue_weights(queue_type)
@@ -211,6 +142,7 @@ class Engine:
 
     @property
     def running(self) -> bool:
+        """True until stopped."""
         return self.phase == RUNNING
 
     def take(self) -> Optional[Job]:
@@ -456,14 +388,12 @@ class Engine:
         return (yield from self._send_failures())
 
     def _count_finished(self, batch: List[Job], results: List[bool]) -> None:
-        lost = 0
-        for job, ok in zip(batch, results):
-            if not ok:
-                lost += 1
-                self.log.warning("lease lost: job %s/%s/%s was finished too late (its lease had expired)",
-                                 job.queue_type, job.queue_id, job.job_id)
-        self.stats.processed += len(batch) - lost
-        self.stats.lease_losses += lost
+        lost = [job for job, ok in zip(batch, results) if not ok]
+        if lost:  # one line a batch: a burst of losses must not flood the log
+            self.log.warning("lease lost: %d jobs were finished too late (their leases had expired; "
+                             "their results do not count): %s", len(lost), _ids(iter(lost)))
+        self.stats.processed += len(batch) - len(lost)
+        self.stats.lease_losses += len(lost)
 
     def _send_failures(self) -> Generator[Action, Any, bool]:
         fails = self.fails
@@ -513,7 +443,7 @@ class Engine:
                         self.log.exception("on_discard failed for job %s", ids)
             else:
                 self.stats.lease_losses += 1
-                self.log.warning("lease lost: failed job %s had been redelivered; nothing changed", ids)
+                self.log.warning("lease lost: failed job %s had expired (redelivered); nothing changed", ids)
 
     def _extend(self) -> Generator[Action, Any, None]:
         """One extend_many for the jobs held; a lost lease drops the job (not finished)."""
@@ -529,11 +459,11 @@ class Engine:
             self.log.exception("extending %d leases failed", len(jobs))
             return
         held = self.held
-        for job, ok in zip(jobs, results):
-            if not ok and held.pop(id(job), None) is not None:
-                self.stats.lease_losses += 1
-                self.log.warning("lease lost: job %s/%s/%s expired before it could be extended; "
-                                 "its result will not count", job.queue_type, job.queue_id, job.job_id)
+        lost = [job for job, ok in zip(jobs, results) if not ok and held.pop(id(job), None) is not None]
+        if lost:
+            self.stats.lease_losses += len(lost)
+            self.log.warning("lease lost: %d jobs expired before they could be extended; their results "
+                             "will not count: %s", len(lost), _ids(iter(lost)))
 
     def _reap(self, now: float) -> None:
         """Fail the jobs running longer than job_timeout (the thread driver cannot cancel
@@ -605,6 +535,7 @@ class Steps:
         self.error: Optional[BaseException] = None
 
     def next(self) -> Optional[Action]:
+        """The loop's next action (None: it ended)."""
         reply, error = self.reply, self.error
         self.reply = self.error = None
         try:
@@ -622,15 +553,18 @@ class Backoff:
         self.pause = 0.0
 
     def failed(self, exc: BaseException) -> float:
+        """Log the trouble; the pause before trying again (s)."""
         pause = self.delay()
         self.log.warning("%s: %s: %s; retrying in %.2fs", self.what, type(exc).__name__, exc, pause)
         return pause
 
     def delay(self) -> float:
+        """The next pause (s): doubled from the last."""
         self.pause = min(BACKOFF_MAX, self.pause * 2) if self.pause else BACKOFF_MIN
         return self.pause
 
     def ok(self) -> None:
+        """Redis answered: back to the shortest pause."""
         if self.pause:
             self.log.info("%s: Redis answers again", self.what)
         self.pause = 0.0
@@ -639,29 +573,3 @@ class Backoff:
 def _ids(jobs: Iterator[Job], most: int = 20) -> str:
     ids = [f"{job.queue_type}/{job.queue_id}/{job.job_id}" for job in jobs]
     return ", ".join(ids[:most]) + (f" and {len(ids) - most} more" if len(ids) > most else "")
-
-
-def _check_options(
-    concurrency: Any, finish_delay: Any, finish_batch: Any, grace_period: Any, job_timeout: Any,
-    retry_backoff: Any, dead_letter: Any, on_discard: Any, wait_timeout: Any,
-) -> None:
-    def number(value: Any, name: str, positive: bool = False) -> None:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or (positive and value == 0):
-            raise BadArgumentException(f"`{name}` must be a number of seconds {'> 0' if positive else '>= 0'}, "
-                                       f"not {value!r}", field=name)
-
-    if type(concurrency) is not int or concurrency < 1:
-        raise BadArgumentException(f"`concurrency` must be an int >= 1, not {concurrency!r}", field="concurrency")
-    if type(finish_batch) is not int or not 1 <= finish_batch <= C.MAX_DEQUEUE_COUNT:
-        raise BadArgumentException(f"`finish_batch` must be an int from 1 to {C.MAX_DEQUEUE_COUNT}", field="finish_batch")
-    number(finish_delay, "finish_delay")
-    number(grace_period, "grace_period")
-    number(wait_timeout, "wait_timeout", positive=True)
-    if job_timeout is not None:
-        number(job_timeout, "job_timeout", positive=True)
-    if not callable(retry_backoff):
-        number(retry_backoff, "retry_backoff")
-    if dead_letter is not None and (not isinstance(dead_letter, str) or not dead_letter):
-        raise BadArgumentException("`dead_letter` must be a queue type name or None", field="dead_letter")
-    if on_discard is not None and not callable(on_discard):
-        raise BadArgumentException("`on_discard` must be a function taking a discarded Job", field="on_discard")

@@ -110,7 +110,7 @@ class Consumer(ConsumerBase):
                 if decode is not None:
                     decode(job)
                 handler(job)
-            except Exception as exc:
+            except BaseException as exc:  # SystemExit too: a failure; the worker goes on
                 engine.failed(job, exc)
             else:
                 engine.done(job)
