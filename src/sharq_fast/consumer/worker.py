@@ -395,10 +395,11 @@ def _sum(reports: Sequence[Mapping[str, Any]]) -> Dict[str, Any]:
 # -- processes ----------------------------------------------------------------------------------
 
 
-def _serve(options: WorkerOptions, handler: Callable[..., Any], pipe: Any = None) -> int:
+def _serve(options: WorkerOptions, handler: Callable[..., Any], pipe: Any = None,
+           signals: Optional["_Signals"] = None) -> int:
     """Run one consumer until it stops; report to `pipe` (a child) or show the status
     (the only process). Returns the exit status."""
-    signals = _Signals()
+    signals = signals or _Signals()
     runner = _Runner(options, handler)
     status = None if pipe is not None else _Status(_live(options), options.log_every, 1)
     parent = os.getppid()
@@ -444,13 +445,14 @@ def _live(options: WorkerOptions) -> bool:
 
 
 def _child_main(options: WorkerOptions, index: int, pipe: Any, level: str, live: bool) -> None:
+    signals = _Signals()  # first: a signal while the handler's module imports is counted, not fatal
     setup_logging(level, who=f"worker-{index}", clear_first=live)
     try:
         handler = resolve_mode(options)
     except WorkerError as exc:
         log.error("%s", exc)
         sys.exit(1)
-    sys.exit(_serve(options, handler, pipe))
+    sys.exit(_serve(options, handler, pipe, signals))
 
 
 def _supervise(options: WorkerOptions, level: str) -> int:
