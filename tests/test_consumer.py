@@ -630,3 +630,25 @@ def test_run_in_the_main_thread_handles_signals_and_puts_the_handlers_back(kind,
         asyncio.run(main())
     assert seen and seen[0] not in before  # the consumer's own while it ran
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+
+
+@pytest.mark.single_node
+def test_stop_while_redis_is_down_returns_and_says_what_is_left(kind, caplog, monkeypatch):
+    from sharq_fast.consumer import engine
+
+    monkeypatch.setattr(engine, "FINAL_FLUSH_FOR", 1.0)  # how long the last flush keeps trying
+    with RedisServer() as server:
+        producer = Client(server.url)
+        fill(producer, 50, queues=1)
+        handled: List[str] = []
+        with caplog.at_level(logging.WARNING):
+            run = Running(kind, server.url, lambda job: handled.append(job.job_id), finish_delay=3600,
+                          finish_batch=10000, requeuer=False, settings={"retry_for": 0.5})
+            until(lambda: len(handled) == 50, what="all handled (none finished yet)")
+            server.kill()
+            t0 = time.monotonic()
+            stats = run.stop(timeout=30)
+        producer.close()
+    assert time.monotonic() - t0 < 20
+    assert stats.processed == 0 and stats.in_flight == 50
+    assert "could not flush at shutdown" in caplog.text

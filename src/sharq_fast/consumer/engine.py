@@ -127,6 +127,7 @@ class Engine:
         self.held: Dict[int, List[Any]] = {}
         self.buffer: Deque[Job] = deque()
         self.finished: Deque[Job] = deque()
+        self.pending: List[Job] = []  # completions being sent (or to send again)
         self.fails: Deque[Tuple[Job, BaseException]] = deque()
         self.flush_armed = False
         self.space_waiting = False
@@ -214,7 +215,7 @@ class Engine:
     def current_stats(self) -> ConsumerStats:
         """A copy of the counts."""
         stats = msgspec.structs.replace(self.stats)
-        stats.in_flight = len(self.held) + len(self.finished) + len(self.fails)
+        stats.in_flight = len(self.held) + len(self.finished) + len(self.pending) + len(self.fails)
         return stats
 
     # -- stopping ---------------------------------------------------------------------------
@@ -302,7 +303,7 @@ class Engine:
         backoff = Backoff(self.log, "finish")
         next_lease = time.monotonic() + self.lease_period
         first_seen: Optional[float] = None
-        pending: List[Job] = []  # a finish_many whose outcome is unknown: sent again
+        pending: List[Job] = self.pending  # a finish_many whose outcome is unknown: sent again
         to_release: List[Job] = []
         while self.phase != HALTED:
             now = time.monotonic()
