@@ -146,6 +146,8 @@ def nothing_left(client: Any, queue_type: str = QT) -> bool:
 @pytest.mark.parametrize("bad", [
     {"concurrency": 0}, {"finish_delay": -1}, {"finish_batch": 0}, {"wait_timeout": 0},
     {"job_timeout": 0}, {"retry_backoff": "1"}, {"dead_letter": ""}, {"on_discard": 3},
+    {"grace_period": float("nan")}, {"finish_delay": float("inf")}, {"dead_letter": "a b"},
+    {"dead_letter": QT}, {"dead_letter": "payload"},
 ])
 @pytest.mark.single_node
 def test_bad_options_are_refused(bad, client):
@@ -155,7 +157,7 @@ def test_bad_options_are_refused(bad, client):
 
 @pytest.mark.single_node
 def test_bad_queue_types_are_refused(client):
-    for queue_type in ([], {"a": 0}, {"a": 1.5}, [""], 3):
+    for queue_type in ([], {"a": 0}, {"a": 1.5}, [""], 3, "a b", ["ok", "x" * 101], "payload"):
         with pytest.raises(BadArgumentException):
             Consumer(client, queue_type, lambda job: None)
 

@@ -101,10 +101,10 @@ class Engine:
         logger: Optional[logging.Logger],
         reap_timeouts: bool,
     ) -> None:
-        check_options(concurrency, finish_delay, finish_batch, grace_period, job_timeout, retry_backoff,
-                       dead_letter, on_discard, wait_timeout)
-        self.client = client
         self.weights = queue_weights(queue_type)
+        check_options(concurrency, finish_delay, finish_batch, grace_period, job_timeout, retry_backoff,
+                      dead_letter, on_discard, wait_timeout, self.weights)
+        self.client = client
         self.rotation = Rotation(self.weights, wait_timeout)
         self.concurrency = concurrency
         self.finish_delay = finish_delay

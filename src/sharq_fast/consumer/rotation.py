@@ -2,6 +2,8 @@
 
 from typing import Dict, Mapping, Optional, Sequence, Tuple, Union
 
+from .. import _core
+from .._constants import RESERVED_QUEUE_TYPES
 from ..exceptions import BadArgumentException
 
 
@@ -24,6 +26,10 @@ def queue_weights(queue_type: Union[str, Sequence[str], Mapping[str, int]]) -> D
     for name, weight in weights.items():
         if not isinstance(name, str) or not name:
             raise BadArgumentException(f"`queue_type`: {name!r} is not a queue type name", field="queue_type")
+        _core.core.check_identifier(name, "queue_type")  # the rule enqueue applies (A-Z a-z 0-9 _ -)
+        if name in RESERVED_QUEUE_TYPES:
+            raise BadArgumentException(f"`queue_type`: {name!r} is reserved (its keys are SharQ's own keys)",
+                                       field="queue_type")
         if type(weight) is not int or weight < 1:
             raise BadArgumentException(f"`queue_type`: the weight of {name!r} must be an int >= 1", field="queue_type")
     return weights
