@@ -75,7 +75,8 @@ VALID: Dict[str, Callable[[Any], bool]] = {
     "url": lambda v: isinstance(v, str) and v.startswith(("redis://", "rediss://", "unix://")),
     # Kinds for the Consumer's settings (tests/test_fuzz.py's docstring).
     "callable": callable,
-    "concurrency": lambda v: is_int(v, 1, 100_000),
+    "concurrency": lambda v: is_int(v, 1, MAX),
+    "job_timeout": lambda v: is_seconds(v, positive=True),
     "seconds": lambda v: is_seconds(v, allow_none=False),
 }
 

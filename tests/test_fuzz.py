@@ -9,15 +9,8 @@ The good arguments would change Redis if the call ran (a new job, a ready queue 
 active jobs, a queue to clear), so a bad value that slipped through shows in the keyspace.
 
 An entry point is one row of a table (ENTRIES, SHARQ_ENTRIES, COMMANDS): a name, how to
-call it, and its parameters (good value, bad values). A new entry point -- the Consumer,
-once it is merged -- is one more row of ENTRIES, e.g.::
-
-    Entry("Consumer", lambda w, kw: Consumer(w.client, **kw), {
-        "queue_type": QT, "handler": P(print, "callable"), "concurrency": P(1, "concurrency"),
-        "finish_delay": P(0.01, "seconds"), "job_timeout": P(None, "timeout"),
-    }),
-
-(Consumer takes a Client: on the async transport the row calls AsyncConsumer.)
+call it, and its parameters (good value, bad values). The Consumer is a row of ENTRIES
+(on the async transport the row makes an AsyncConsumer of the AsyncClient).
 
 SHARQ_FAST_FUZZ_EXAMPLES sets the examples per (entry point, parameter) (default 8).
 """
@@ -153,6 +146,21 @@ ENTRIES = [
         "queue_id": P("q1", bad("queue_id").filter(lambda v: v is not None), None),
     }),
 ]
+
+
+def _consumer(world: World, kwargs: Dict[str, Any]) -> Any:
+    """Consumer(client, ...), or AsyncConsumer of the AsyncClient behind the facade."""
+    if isinstance(world.client, SyncFacade):
+        return sharq_fast.AsyncConsumer(world.client._client, **kwargs)
+    return sharq_fast.Consumer(world.client, **kwargs)
+
+
+ENTRIES.append(Entry("Consumer", _consumer, {
+    "queue_type": QT, "handler": P(lambda w: print, "callable"), "concurrency": P(4, "concurrency"),
+    "finish_delay": P(0.01, "seconds"), "finish_batch": P(100, "count"), "grace_period": P(5, "seconds"),
+    "job_timeout": P(None, "job_timeout"), "wait_timeout": P(1.0, "poll"), "dead_letter": P("dead", "dead_letter"),
+    "on_discard": P(None, "clock"),
+}))
 
 
 def _new_client(world: World, kwargs: Dict[str, Any]) -> Any:
