@@ -82,3 +82,19 @@ local function back_in_ready_set(prefix, queue_type, queue_id, now)
    redis.pcall('SADD', prefix .. ':ready:queue_type', queue_type)  -- an index for metrics
    return ready_at <= now
 end
+
+-- A queue left without queued jobs (finish, fail's discard) may still have other jobs
+-- held, which would come back (requeue, release, fail) without their interval if it were
+-- deleted now. So its interval is forgotten later: the queue is recorded in the sorted
+-- set P:.forget_intervals (member T:Q), scored at when no job of it can still be held
+-- (its time keeper + job_expire_interval, now at the earliest); the requeue pass runs
+-- forget_intervals.lua on the due ones once its requeues are done.
+local function defer_forget_interval(prefix, queue, now, expire_interval)
+   local at = now
+   local last_dequeue = tonumber(redis.pcall('GET', prefix .. ':' .. queue .. ':time'))
+   if last_dequeue and last_dequeue + expire_interval > now then
+      at = last_dequeue + expire_interval
+   end
+   -- pcall: a clean-up; a key holding something else must not fail a call that moved jobs.
+   redis.pcall('ZADD', prefix .. ':.forget_intervals', at, queue)
+end

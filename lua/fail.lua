@@ -13,9 +13,9 @@
 -- discards: its payload and requeue count are deleted. With a dead-letter queue type T2 it
 -- is then enqueued into T2 as an enqueue would write it (same queue_id, job_id and payload,
 -- interval 0, requeue limit ARGV[4]); a job already queued there under that id is kept.
--- The queue's interval is kept unless the queue is gone (forget_intervals.lua's rule: no
--- queued job, and no dequeue less than job_expire_interval ago), so that its other active
--- jobs, put back later, still wait their interval.
+-- The queue's interval is kept: a queue left without queued jobs is recorded to forget it
+-- once no job of it can still be held (defer_forget_interval, forget_intervals.lua), so
+-- that its other active jobs, put back later, still wait their interval.
 --
 -- KEYS[1]  reply key (see _replies.lua)
 -- KEYS[2]  "P:": the key prefix P and ':' (see _replies.lua)
@@ -160,16 +160,11 @@ for _, queue in ipairs(order) do
    end
 end
 
--- A queue is gone when it has no queued job and no job of it can still be active
--- unexpired (no dequeue less than job_expire_interval ago): as SharQ's finish, it has no
--- use for its interval any more.
+-- A discarded job's queue left without queued jobs forgets its interval once no job of it
+-- can still be held (as SharQ's finish, but deferred: see defer_forget_interval).
 for _, queue in ipairs(gone_order) do
-   local job_queue_key = prefix .. ':' .. queue
-   if redis.call('EXISTS', job_queue_key) == 0 then
-      local last_dequeue = tonumber(redis.pcall('GET', job_queue_key .. ':time'))
-      if not last_dequeue or last_dequeue + expire_interval <= now then
-         redis.pcall('HDEL', interval_key, queue)
-      end
+   if redis.call('EXISTS', prefix .. ':' .. queue) == 0 then
+      defer_forget_interval(prefix, queue, now, expire_interval)
    end
 end
 

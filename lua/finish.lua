@@ -2,7 +2,9 @@
 --
 -- KEYS[1]  reply key (see _replies.lua)
 -- KEYS[2]  "P:": the key prefix P and ':' (see _replies.lua)
--- ARGV     groups of 4: queue_type, queue_id, job_id, lease. A lease of 0 finishes the
+-- ARGV[1]  now (ms epoch)
+-- ARGV[2]  job_expire_interval (ms)
+-- ARGV[3..] groups of 4: queue_type, queue_id, job_id, lease. A lease of 0 finishes the
 --          job if it is active (SharQ's finish); another lease finishes it only if its
 --          score in the active set is still that lease expiry, that is if the job was not
 --          requeued (and maybe dequeued by another consumer) since the caller got it.
@@ -19,6 +21,8 @@
 
 local prefix = declared_prefix(KEYS[2])
 local payload_key = prefix .. ':payload'
+local now, expire_interval = tonumber(ARGV[1]), tonumber(ARGV[2])
+local FIRST = 3
 
 local SLICE = 1000  -- unpack() is limited by Lua's C stack
 local function call_sliced(command, key, args)
@@ -29,7 +33,7 @@ end
 
 -- The jobs by queue type, in input order.
 local types, type_order = {}, {}
-for i = 1, NARGS, 4 do
+for i = FIRST, NARGS, 4 do
    local t = types[ARGV[i]]
    if not t then
       t = {members = {}, positions = {}}
@@ -78,9 +82,9 @@ for _, queue_type in ipairs(type_order) do
             count_order[#count_order + 1] = queue
          end
          counts[queue][#counts[queue] + 1] = ARGV[i + 2]
-         results[(i + 3) / 4] = 1
+         results[(i - FIRST) / 4 + 1] = 1
       else
-         results[(i + 3) / 4] = 0
+         results[(i - FIRST) / 4 + 1] = 0
       end
    end
    if #done > 0 then
@@ -98,9 +102,10 @@ if #payloads == 0 then
 end
 call_sliced('HDEL', payload_key, payloads)
 for _, queue in ipairs(count_order) do
-   -- A queue without queued jobs has no use for its interval any more (as SharQ).
+   -- A queue without queued jobs has no use for its interval any more, once none of its
+   -- jobs can still be held.
    if redis.call('EXISTS', prefix .. ':' .. queue) == 0 then
-      redis.pcall('HDEL', prefix .. ':interval', queue)
+      defer_forget_interval(prefix, queue, now, expire_interval)
    end
    call_sliced('HDEL', prefix .. ':' .. queue .. ':requeues_remaining', counts[queue])
 end

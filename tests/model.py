@@ -6,8 +6,10 @@ differences README.md documents, job by job and in plain Python, so that it stay
 independent description and not a copy of the scripts:
 
 - a queue (queue_type, queue_id) has a FIFO of queued job ids, a ready time (its score in
-  the ready set, None when it is not ready), an interval (None when forgotten) and a time
-  keeper (the time of its last dequeue; None when it never had one or it expired);
+  the ready set, None when it is not ready), an interval (None when forgotten), a time
+  keeper (the time of its last dequeue; None when it never had one or it expired) and,
+  once it was left without queued jobs, the time from which it may forget its interval
+  (README: sharq_fast forgets it only once no job of the queue can still be held);
 - a live job (queued or active) has its payload, requeues remaining and, while active,
   its lease (expiry in ms);
 - each operation is a sequence of SharQ's single-job operations at one instant `now`,
@@ -32,6 +34,7 @@ class Queue:
     ready_at: Optional[int] = None  # score in the ready set P:T
     interval: Optional[int] = None  # field T:Q of P:interval
     last_dequeue: Optional[int] = None  # the time keeper P:T:Q:time
+    forget_at: Optional[int] = None  # score in P:.forget_intervals
 
 
 @dataclass
@@ -95,6 +98,27 @@ class Model:
                 q.ready_at = q.last_dequeue + q.interval
             else:
                 q.ready_at = now
+
+    def _defer_forget(self, queue_type: str, queue_id: str, now: int) -> None:
+        """A queue left without queued jobs by finish or fail may still have other jobs
+        held: its interval is forgotten by a later requeue, from its time keeper +
+        job_expire_interval on (now at the earliest)."""
+        q = self.queues[(queue_type, queue_id)]
+        if not q.jobs:
+            held_until = None if q.last_dequeue is None else q.last_dequeue + self.expire
+            q.forget_at = now if held_until is None or held_until <= now else held_until
+
+    def _forget(self, queue: Queue, now: int) -> None:
+        """The forget rule a requeue applies: a queue with queued jobs keeps its interval;
+        one whose time keeper is missing or older than job_expire_interval forgets it;
+        another waits for its time keeper + job_expire_interval."""
+        if queue.jobs:
+            queue.forget_at = None
+        elif queue.last_dequeue is None or queue.last_dequeue + self.expire <= now:
+            queue.interval = None
+            queue.forget_at = None
+        else:
+            queue.forget_at = queue.last_dequeue + self.expire
 
     # -- enqueue ------------------------------------------------------------------------
 
@@ -175,22 +199,22 @@ class Model:
 
     # -- finish, extend, release --------------------------------------------------------
 
-    def finish(self, queue_type: str, queue_id: str, job_id: str, lease: int = 0) -> bool:
-        """SharQ's finish; with a lease (a Job), only while the job's lease is that one."""
+    def finish(self, now: int, queue_type: str, queue_id: str, job_id: str, lease: int = 0) -> bool:
+        """SharQ's finish; with a lease (a Job), only while the job's lease is that one. A
+        queue left without queued jobs keeps its interval until no job of it can still be
+        held (SharQ deletes it at once: README)."""
         key = (queue_type, queue_id, job_id)
         job = self.jobs.get(key)
         if job is None or job.lease is None or (lease and job.lease != lease):
             return False
         del self.jobs[key]
-        q = self.queues[(queue_type, queue_id)]
-        if not q.jobs:
-            q.interval = None  # no queued job left: the interval goes (as SharQ)
+        self._defer_forget(queue_type, queue_id, now)
         self.finished.append(key)
         return True
 
-    def finish_many(self, refs: Iterable[Tuple[str, str, str, int]]) -> List[bool]:
+    def finish_many(self, now: int, refs: Iterable[Tuple[str, str, str, int]]) -> List[bool]:
         """finish() of each (queue_type, queue_id, job_id, lease) in turn."""
-        return [self.finish(*ref) for ref in refs]
+        return [self.finish(now, *ref) for ref in refs]
 
     def extend_many(self, now: int, refs: List[Tuple[str, str, str, int]], ms: int) -> List[int]:
         """New lease expiry per job (0: lease lost). All leases are checked before any is
@@ -231,7 +255,8 @@ class Model:
         backoff (the requeue counts it later); a job out of requeues is discarded, and with
         a dead-letter queue type enqueued there (same ids and payload, interval 0, the
         default requeue limit; an existing job of that id is kept). A discarded job's queue
-        forgets its interval as after requeue. A job named twice fails once."""
+        left without queued jobs forgets its interval later, as after finish. A job named
+        twice fails once."""
         held = [self.jobs.get(ref[:3]) is not None and self.jobs[ref[:3]].lease == ref[3] for ref in refs]
         results: List[str] = []
         seen = set()
@@ -264,9 +289,7 @@ class Model:
         for (queue_type, queue_id), job_ids in back.items():
             self._push_front(queue_type, queue_id, job_ids, now)
         for queue_key in emptied:
-            q = self.queues[queue_key]
-            if not q.jobs and (q.last_dequeue is None or q.last_dequeue + self.expire <= now):
-                q.interval = None
+            self._defer_forget(*queue_key, now)
         for key, payload in dead:
             self.enqueue(now, dead_letter, key[1], key[2], payload, 0)  # type: ignore[arg-type]
         return results
@@ -277,9 +300,8 @@ class Model:
         """(requeued, discarded) of SharQ's requeue at `now`: expired jobs of each queue
         type in the active set's order (lease, then "queue_id:job_id") go back to the front
         of their queues one by one, but those whose requeues run out, which are discarded
-        with their payloads (README: discarded jobs). Then the interval of a discarded
-        job's queue is forgotten if the queue has no queued job and no job of it was
-        dequeued less than job_expire_interval ago (its time keeper)."""
+        with their payloads (README: discarded jobs). Then the forget rule (_forget) runs on
+        the queues of discarded jobs and on those whose forgetting is due."""
         requeued = 0
         discarded: List[Delivered] = []
         emptied = set()
@@ -300,10 +322,9 @@ class Model:
             job.lease = None
             self._push_front(key[0], key[1], [key[2]], now)
             requeued += 1
+        emptied.update(key for key, q in self.queues.items() if q.forget_at is not None and q.forget_at <= now)
         for queue_key in emptied:
-            q = self.queues[queue_key]
-            if not q.jobs and (q.last_dequeue is None or q.last_dequeue + self.expire <= now):
-                q.interval = None
+            self._forget(self.queues[queue_key], now)
         return requeued, discarded
 
     # -- queues -------------------------------------------------------------------------
@@ -372,6 +393,8 @@ class Model:
                 put("interval", "hash", queue, str(q.interval))
             if q.last_dequeue is not None:
                 keys[f"{queue}:time"] = ("string", str(q.last_dequeue), True)
+            if q.forget_at is not None:
+                put(".forget_intervals", "zset", queue, q.forget_at)
         for (queue_type, queue_id, job_id), job in self.jobs.items():
             put("payload", "hash", f"{queue_type}:{queue_id}:{job_id}", job.payload)
             put(f"{queue_type}:{queue_id}:requeues_remaining", "hash", job_id, str(job.requeues_remaining))

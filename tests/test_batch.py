@@ -25,7 +25,7 @@ from sharq_fast import (
 )
 from sharq_fast import _constants as C
 
-from conftest import FakeClock
+from conftest import FakeClock, forget_gone_intervals
 from redis_state import is_reply_cache
 
 P = "sharq_server"
@@ -215,7 +215,7 @@ def test_batch_calls_equal_single_calls(data, r: redis.Redis, redis_server_url: 
 # -- 2. interop: batch and single calls on each other's jobs ------------------------------
 
 
-def test_enqueue_many_then_single_dequeue_and_finish(client: Client, store: Any):
+def test_enqueue_many_then_single_dequeue_and_finish(client: Client, store: Any, clock: FakeClock):
     jobs = [job(f"j{i}", queue_id=f"q{i % 2}", payload={"n": i}) for i in range(10)]
     assert client.enqueue_many(jobs) == EnqueueResult(enqueued=10, duplicates=[])
     got = []
@@ -233,11 +233,13 @@ def test_enqueue_many_then_single_dequeue_and_finish(client: Client, store: Any)
     for j in got:
         assert client.finish(j.queue_type, j.queue_id, j.job_id) is True
         assert client.finish(j.queue_type, j.queue_id, j.job_id) is False
-    assert store.payloads() == set() and store.intervals() == {} and store.active("default") == {}
+    assert store.payloads() == set() and store.active("default") == {}
+    forget_gone_intervals(client, clock)
+    assert store.intervals() == {}
     assert client.metrics().queue_types == [] and client.metrics("default").queue_ids == []
 
 
-def test_single_enqueue_then_dequeue_many_and_finish_many(client: Client, store: Any):
+def test_single_enqueue_then_dequeue_many_and_finish_many(client: Client, store: Any, clock: FakeClock):
     for i in range(10):
         assert client.enqueue(queue_id=f"q{i % 2}", job_id=f"j{i}", payload=[i, "x"], interval=0, requeue_limit=2)
     got = client.dequeue_many(count=100)
@@ -246,7 +248,9 @@ def test_single_enqueue_then_dequeue_many_and_finish_many(client: Client, store:
     assert all(j.payload == [int(j.job_id[1:]), "x"] and j.requeues_remaining == 2 for j in got)
     assert client.finish_many(got) == [True] * 10
     assert client.finish_many(got) == [False] * 10
-    assert store.payloads() == set() and store.intervals() == {} and store.active("default") == {}
+    assert store.payloads() == set() and store.active("default") == {}
+    forget_gone_intervals(client, clock)
+    assert store.intervals() == {}
     assert store.requeues("default", "q0") == {} and store.requeues("default", "q1") == {}
 
 
@@ -668,6 +672,7 @@ def test_requeue_limits_discard_with_payloads(client: Client, store: Any, clock:
     third = client.dequeue_many(count=10)
     assert [(j.job_id, j.payload, j.requeues_remaining) for j in third] == [("free", "free", -1)]
     assert client.finish_many(third) == [True]
+    forget_gone_intervals(client, clock)
     # nothing is left but counters and time keepers
     leftovers = {k.decode() for k in store.data_keys()}
     assert all("_counter:" in k or "counters:" in k or k.endswith(":time") or k.endswith(".types") for k in leftovers), leftovers

@@ -5,6 +5,7 @@ LOST (nothing changed) when the caller's lease is gone."""
 
 import pytest
 
+from conftest import forget_gone_intervals
 from sharq_fast import BadArgumentException, BatchError, FailOutcome, Job
 
 RETRIED, DISCARDED, DEAD_LETTERED, LOST = (
@@ -205,6 +206,24 @@ def test_a_discarded_jobs_queue_keeps_its_interval_for_its_other_jobs(client, cl
     assert client.dequeue() is None
     clock.advance(1000)
     assert client.dequeue().job_id == "j1"
+
+
+def test_a_discard_that_empties_a_queue_keeps_its_interval_while_others_are_held(client, clock, store):
+    enqueue(client, "j0", interval=1000, requeue_limit=0)
+    enqueue(client, "j1", interval=1000)
+    first = client.dequeue()
+    clock.advance(1000)
+    second = client.dequeue()  # no job queued now, two held
+    assert client.fail(first) is DISCARDED
+    assert store.intervals() == {"default:q1": "1000"}  # j1 is still held
+    assert client.release(second) is True
+    assert client.dequeue() is None  # back at its time keeper + interval
+    clock.advance(1000)
+    job = client.dequeue()
+    assert job.job_id == "j1" and client.finish(job.queue_type, job.queue_id, job.job_id)
+    assert store.intervals() == {"default:q1": "1000"}
+    forget_gone_intervals(client, clock)  # no job of it can be held any more
+    assert store.intervals() == {}
 
 
 def test_fail_of_a_tuple_lease(client):

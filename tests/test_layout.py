@@ -3,7 +3,7 @@
 import msgpack
 import pytest
 
-from conftest import FakeClock
+from conftest import FakeClock, forget_gone_intervals
 from redis_state import data_keys
 
 P = "sharq_server"
@@ -108,15 +108,22 @@ def test_dequeue_without_stored_interval_uses_now(client, r, clock):
     assert r.zscore(f"{P}:default", "q1") == clock.now
 
 
-def test_finish_removes_job_and_cleans_up(client, r):
+def test_finish_removes_job_and_cleans_up(client, r, clock):
     enqueue(client)
     client.dequeue()
     assert client.finish("default", "q1", "j1") is True
     assert data_keys(r, f"{P}:*counter*") and not r.exists(
-        f"{P}:payload", f"{P}:interval", f"{P}:default:active", f"{P}:active:queue_type",
+        f"{P}:payload", f"{P}:default:active", f"{P}:active:queue_type",
         f"{P}:default:q1:requeues_remaining",
     )
+    # The interval is forgotten once no job of the queue can be held any more (its time
+    # keeper + job_expire_interval), by a requeue pass.
+    expire = client.settings.job_expire_interval
+    assert r.hget(f"{P}:interval", "default:q1") is not None
+    assert r.zrange(f"{P}:.forget_intervals", 0, -1, withscores=True) == [(b"default:q1", clock.now + expire)]
     assert client.finish("default", "q1", "j1") is False
+    forget_gone_intervals(client, clock)
+    assert not r.exists(f"{P}:interval", f"{P}:.forget_intervals")
 
 
 def test_finish_keeps_interval_while_queue_has_jobs(client, r):

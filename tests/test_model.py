@@ -209,12 +209,12 @@ def machine_for(client: Any, r: redis.Redis, clock: Any, monkeypatch: pytest.Mon
         @rule(data=st.data())
         def finish(self, data: Any) -> None:
             refs, model_refs = self.pick_refs(data, ["ids"], max_size=1)
-            assert client.finish(*refs[0]) == self.model.finish(*model_refs[0])
+            assert client.finish(*refs[0]) == self.model.finish(clock.now, *model_refs[0])
 
         @rule(data=st.data(), chunk_size=st.integers(1, 3))
         def finish_many(self, data: Any, chunk_size: int) -> None:
             refs, model_refs = self.pick_refs(data, ["job", "job", "ids", "lease"])
-            assert client.finish_many(refs, chunk_size=chunk_size) == self.model.finish_many(model_refs)
+            assert client.finish_many(refs, chunk_size=chunk_size) == self.model.finish_many(clock.now, model_refs)
 
         @rule(data=st.data(), ms=st.sampled_from([1, 1000, EXPIRE, 2 * EXPIRE]))
         def extend(self, data: Any, ms: int) -> None:

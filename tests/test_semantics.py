@@ -66,6 +66,80 @@ def expire_and_requeue(client, clock):
     return client.requeue()
 
 
+def dequeue_times(client, clock, count, step=10):
+    """Dequeue `count` jobs of type default, moving the clock `step` ms between tries:
+    (clock time, job id) of each."""
+    got = []
+    for _ in range(100_000):
+        if len(got) == count:
+            return got
+        for job in client.dequeue_many(count=10):
+            got.append((clock.now, job.job_id))
+        clock.advance(step)
+    raise AssertionError(f"only {got} dequeued")
+
+
+@pytest.mark.parametrize("back_by", ["expiry", "release", "fail"])
+def test_held_jobs_of_an_emptied_queue_keep_its_interval(client, clock, store, back_by):
+    """Found by the soak test (sharq 1.3.0 does it too): the finish of a queue's last queued
+    job deleted its interval while other jobs of it were still held; put back (lease run
+    out, release, fail), they went out together, closer than the interval."""
+    for i in range(3):
+        enqueue(client, f"j{i}", interval=500)
+    held = []
+    for _ in range(2):
+        held.append(client.dequeue())
+        clock.advance(500)
+    last = client.dequeue()
+    assert [job.job_id for job in held] + [last.job_id] == ["j0", "j1", "j2"]
+    assert client.finish(last.queue_type, last.queue_id, last.job_id) is True
+    # No job is queued, two are held: the interval stays.
+    assert store.intervals() == {"default:q1": "500"}
+    if back_by == "expiry":
+        clock.advance(client.job_expire_interval)
+        assert client.requeue().requeued == 2
+    elif back_by == "release":
+        assert client.release_many(held) == [True, True]
+    else:
+        assert [outcome.value for outcome in client.fail_many(held)] == ["retried", "retried"]
+    assert store.intervals() == {"default:q1": "500"}
+    times = dequeue_times(client, clock, 2)
+    assert sorted(job_id for _, job_id in times) == ["j0", "j1"]  # (requeue: oldest lease first at the front)
+    for i in range(3, 6):
+        enqueue(client, f"j{i}", interval=500)
+    times += dequeue_times(client, clock, 3)
+    assert [job_id for _, job_id in times[2:]] == ["j3", "j4", "j5"]
+    gaps = [b - a for (a, _), (b, _) in zip(times, times[1:])]
+    assert all(gap >= 500 for gap in gaps), gaps
+
+
+def test_an_emptied_queue_forgets_its_interval_once_no_job_can_be_held(client, clock, store):
+    """The interval of a queue left without jobs is not kept forever either: a requeue pass
+    forgets it once the queue's time keeper + job_expire_interval has passed, unless the
+    queue has jobs again by then."""
+    expire = client.job_expire_interval
+    enqueue(client, "a1", queue_id="qa", interval=500)
+    enqueue(client, "b1", queue_id="qb", interval=700)
+    jobs = client.dequeue_many(count=10)
+    assert client.finish_many(jobs) == [True, True]
+    assert store.intervals() == {"default:qa": "500", "default:qb": "700"}
+    clock.advance(expire - 1)
+    client.requeue()
+    assert store.intervals() == {"default:qa": "500", "default:qb": "700"}  # not due yet
+    enqueue(client, "b2", queue_id="qb", interval=700)
+    clock.advance(1)
+    client.requeue()
+    assert store.intervals() == {"default:qb": "700"}  # qb has a job again: kept
+    (job,) = client.dequeue_many(count=10)
+    assert job.job_id == "b2" and client.finish(job.queue_type, job.queue_id, job.job_id)
+    clock.advance(expire - 1)
+    client.requeue()
+    assert store.intervals() == {"default:qb": "700"}
+    clock.advance(1)
+    client.requeue()
+    assert store.intervals() == {}
+
+
 @pytest.mark.parametrize("limit", [5, 0, -1])
 def test_requeue_limits(client, clock, store, limit):
     enqueue(client, "j1", interval=0, requeue_limit=limit)

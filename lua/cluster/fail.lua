@@ -3,8 +3,8 @@
 -- backoff 0 counts one and puts the job back at the front of its queue now (a queue that
 -- had no job re-enters the ready set at its time keeper + interval, else now); backoff > 0
 -- moves its lease to now + backoff (the requeue counts it then). Out of requeues (0 left;
--- -1 is unlimited): discarded, payload and count deleted, the queue's interval kept while
--- the queue has jobs or a fresh time keeper.
+-- -1 is unlimited): discarded, payload and count deleted; a queue left without queued jobs
+-- forgets its interval once no job of it can still be held (defer_forget_interval).
 --
 -- The dead-letter queue type lives in other slots, out of this script's reach: with `hold`
 -- a job out of requeues is left active, lease and all, and its payload returned. The
@@ -80,12 +80,11 @@ for _, queue_id in ipairs(order) do
       end
    end
 end
--- A queue with no queued job and no fresh time keeper is gone (forget_intervals.lua's
--- rule): as SharQ's finish, it has no use for its interval any more.
+-- A discarded job's queue left without queued jobs forgets its interval once no job of it
+-- can still be held (defer_forget_interval).
 for _, queue_id in ipairs(gone_order) do
-   local last_dequeue = tonumber(redis.call('ZSCORE', TIME, queue_id))
-   if queue_length(queue_id) == 0 and (not last_dequeue or last_dequeue + expire_interval <= now) then
-      redis.call('HDEL', INTERVAL, queue_id)
+   if queue_length(queue_id) == 0 then
+      defer_forget_interval(queue_id, now, expire_interval)
    end
 end
 if ready_now > 0 then

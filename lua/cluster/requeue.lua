@@ -1,8 +1,11 @@
 -- Requeue up to `limit` expired active jobs of one partition (cluster layout), as SharQ's
 -- requeue: back to the front of their queue (a queue that had no job re-enters the ready
 -- set), one requeue counted; a job out of requeues is discarded (payload and count
--- deleted, returned to the caller). Intervals of emptied queues are forgotten by
--- forget_intervals.lua once every step has run (see lua/requeue.lua for why).
+-- deleted, returned to the caller). A queue a discard leaves without queued jobs is
+-- recorded in FORGET (defer_forget_interval); the last step of a pass (the one that finds
+-- fewer than `limit` expired jobs: every job whose lease ran out by now is back) then
+-- forgets the intervals of the due records (forget_due_intervals, see lua/requeue.lua for
+-- why not earlier).
 --
 -- KEYS     the partition's keys (_partition.lua)
 -- ARGV[1]  the queue type's wake-up channel
@@ -24,14 +27,14 @@ local function next_expiry()
    return -1
 end
 
--- The requeuer calls every partition every round: one with nothing expired answers at
--- once, and writes nothing (a resend may run again).
-local err = wrong_type(ACTIVE, 'zset')
+-- The requeuer calls every partition every round: one with nothing expired and no due
+-- record in FORGET answers at once, and writes nothing (a resend may run again).
+local err = wrong_type(ACTIVE, 'zset') or wrong_type(FORGET, 'zset')
 if err then
    return err
 end
 local expired = redis.call('ZRANGEBYSCORE', ACTIVE, '-inf', now, 'LIMIT', 0, limit)
-if #expired == 0 then
+if #expired == 0 and #redis.call('ZRANGEBYSCORE', FORGET, '-inf', now, 'LIMIT', 0, 1) == 0 then
    return {0, 0, partition_head(), next_expiry()}
 end
 err = partition_error()
@@ -40,7 +43,7 @@ if err then
 end
 local requeued, ready_now = 0, 0
 local discarded = {}
-local queues, order = {}, {}
+local queues, order, gone = {}, {}, {}
 for _, field in ipairs(expired) do
    local queue_id, job_id = field:match('^([^:]+):(.+)$')
    local remaining = tonumber(redis.call('HGET', REQUEUES, field))
@@ -52,6 +55,7 @@ for _, field in ipairs(expired) do
       discarded[#discarded + 1] = -1
       redis.call('HDEL', PAYLOAD, field)
       redis.call('HDEL', REQUEUES, field)
+      gone[queue_id] = true
    else
       if remaining and remaining > -1 then
          redis.call('HSET', REQUEUES, field, remaining - 1)
@@ -75,12 +79,19 @@ for _, queue_id in ipairs(order) do
       end
    end
 end
+for queue_id in pairs(gone) do
+   if queue_length(queue_id) == 0 then
+      defer_forget_interval(queue_id, now, expire_interval)
+   end
+end
 if ready_now > 0 then
    redis.pcall('PUBLISH', channel, ready_now)
 end
 local more = 0
 if #expired == limit then
    more = 1
+else
+   forget_due_intervals(now, expire_interval)
 end
 local result = {requeued, more, partition_head(), next_expiry()}
 for _, value in ipairs(discarded) do

@@ -26,7 +26,7 @@ from ._rounds import MAX_ACKS
 DEFAULT_PARTITIONS = 64
 MAX_PARTITIONS = 1024
 #: The fixed keys of a partition, after its reply cache (lua/cluster/_partition.lua).
-PARTITION_KEYS = ("ready", "jobs", "payload", "requeues", "interval", "time", "active", "seq")
+PARTITION_KEYS = ("ready", "jobs", "payload", "requeues", "interval", "time", "active", "seq", "forget")
 #: Seconds after which a client reads every partition head of a queue type again (the most
 #: a ready queue in a partition this client's replies did not show can wait for it).
 HEADS_REFRESH = 0.05
@@ -144,7 +144,7 @@ class ClusterState:
         return parts
 
     def partition_keys(self, parts: Partitions, p: int, now: int) -> Tuple[str, ...]:
-        """The ten keys every partition script takes (lua/cluster/_partition.lua)."""
+        """The eleven keys every partition script takes (lua/cluster/_partition.lua)."""
         return (self.tokens.key(parts.tags[p]), *parts.keys[p], parts.counters(p, now))
 
     def slot(self, key: str) -> int:

@@ -55,6 +55,9 @@ MAX_DEQUEUE_PER_CALL = 100
 MAX_DEQUEUE_COUNT = 10_000
 #: Expired jobs handled per requeue script call.
 REQUEUE_BATCH = 200
+#: Queues whose deferred interval forgetting is due, taken per requeue pass (the rest wait
+#: for the next pass; each is a few Redis commands).
+FORGET_BATCH = 1000
 #: Jobs deleted per purge script call of clear_queue(purge_all=True).
 PURGE_BATCH = 500
 

@@ -360,7 +360,9 @@ def _job_ref_rounds(
 def finish(s: Settings, queue_type: Any, queue_id: Any, job_id: Any) -> Op[bool]:
     """Finish one active job by its ids (SharQ's finish)."""
     try:
-        results = yield from _job_ref_rounds(s, "finish", ((queue_type, queue_id, job_id),), 0, False, (), s.replicas)
+        results = yield from _job_ref_rounds(
+            s, "finish", ((queue_type, queue_id, job_id),), 0, False, (s.clock(), s.job_expire_interval), s.replicas
+        )
     except ReplicationError as exc:
         exc.result = exc.result[0] == 1
         raise
@@ -372,7 +374,9 @@ def finish_many(s: Settings, jobs: Iterable[Any], chunk_size: int, replicas: Any
     chunk_size = check_batching(chunk_size, 1)
     replicas = replication.replicas_for(s, replicas)
     try:
-        results = yield from _job_ref_rounds(s, "finish", list(jobs), chunk_size, False, (), replicas)
+        results = yield from _job_ref_rounds(
+            s, "finish", list(jobs), chunk_size, False, (s.clock(), s.job_expire_interval), replicas
+        )
     except ReplicationError as exc:
         exc.result = [value == 1 for value in exc.result]
         raise

@@ -426,7 +426,8 @@ def _ref(job: Any) -> Tuple[str, str]:
 
 def finish(s: Settings, queue_type: Any, queue_id: Any, job_id: Any) -> Op[bool]:
     """Finish one active job by its ids (SharQ's finish)."""
-    results = yield from _job_ref_calls(s, "finish", ((queue_type, queue_id, job_id),), 0, False, ())
+    head = (s.job_expire_interval, s.clock())
+    results = yield from _job_ref_calls(s, "finish", ((queue_type, queue_id, job_id),), 0, False, head)
     return results[0] == 1
 
 
@@ -434,7 +435,8 @@ def finish_many(s: Settings, jobs: Iterable[Any], chunk_size: int, replicas: Opt
     """Finish jobs: a Job only while its lease is the caller's, an ids tuple if active."""
     no_replicas(s, replicas)
     chunk_size = check_batching(chunk_size, 1)
-    results = yield from _job_ref_calls(s, "finish", list(jobs), chunk_size, False, ())
+    head = (s.job_expire_interval, s.clock())
+    results = yield from _job_ref_calls(s, "finish", list(jobs), chunk_size, False, head)
     return [value == 1 for value in results]
 
 

@@ -38,12 +38,6 @@ def all_types(s: Settings) -> Op[Dict[str, Partitions]]:
     return found
 
 
-def _plain_call(s: Settings, script: str, parts: Partitions, p: int, now: int, args: Tuple[Any, ...]) -> bytes:
-    """A partition script that is safe to resend as it is (no reply cache)."""
-    keys = s.cluster.partition_keys(parts, p, now)
-    return _core.core.pack_evalsha(s.sha[script], keys, args)
-
-
 # -- requeue ----------------------------------------------------------------------------
 
 
@@ -55,14 +49,14 @@ def requeue(s: Settings) -> Op[RequeueResult]:
 
 def requeue_pass(s: Settings) -> Op[Tuple[RequeueResult, Optional[int]]]:
     """``_ops_queues.requeue_pass`` on the cluster: every partition of every queue type in
-    steps of REQUEUE_BATCH jobs, each step one round over all nodes; then the intervals of
-    emptied queues of discarded jobs are forgotten. Returns the result and the earliest
+    steps of REQUEUE_BATCH jobs, each step one round over all nodes. The last step of each
+    partition also forgets the intervals of its gone queues whose forgetting is due
+    (lua/cluster/_partition.lua: forget_due_intervals). Returns the result and the earliest
     lease expiry left (ms, or None)."""
     now = s.clock()
     types = yield from all_types(s)
     result = RequeueResult(requeued=0, discarded=[])
     errors: List[str] = []
-    emptied: Dict[Tuple[str, int], set] = {}
     discards: Dict[str, List[Any]] = {}
     next_expiry: Optional[int] = None
     pending = [(parts, p) for _, parts in sorted(types.items()) for p in range(parts.count)]
@@ -86,22 +80,12 @@ def requeue_pass(s: Settings) -> Op[Tuple[RequeueResult, Optional[int]]]:
             discarded = _core.core.parse_jobs(reply, parts.queue_type, 4, 0)
             if discarded:
                 discards.setdefault(parts.queue_type, []).extend(discarded)
-                emptied.setdefault((parts.queue_type, p), set()).update(job.queue_id for job in discarded)
             if again:
                 more.append((parts, p))
             elif expiry >= 0 and (next_expiry is None or expiry < next_expiry):
                 next_expiry = expiry
         pending = more
     result.discarded = [job for queue_type in sorted(discards) for job in discards[queue_type]]
-    forgets, slots = [], []
-    for (queue_type, p), queue_ids in emptied.items():
-        parts = types[queue_type]
-        forgets.append(_plain_call(s, "forget_intervals", parts, p, now, (now, s.job_expire_interval, *sorted(queue_ids))))
-        slots.append(parts.slots[p])
-    if forgets:
-        for reply in (yield Round(forgets, slots=slots)):
-            if isinstance(reply, ResponseError):
-                errors.append(f"forgetting intervals: {reply}")
     if errors:
         raise BatchError(
             f"requeue: {'; '.join(errors)}; the rest was requeued (what was done is in .result)",

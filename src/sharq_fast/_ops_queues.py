@@ -37,20 +37,31 @@ def requeue(s: Settings) -> Op[RequeueResult]:
 
 def requeue_pass(s: Settings) -> Op[Tuple[RequeueResult, Optional[int]]]:
     """Requeue every queue type, its steps of REQUEUE_BATCH jobs in parallel round trips,
-    then forget the intervals of emptied queues of discarded jobs and finish purges that
-    were cut short. Returns the result and the earliest lease expiry left (ms, or None).
+    then forget the intervals of emptied queues of discarded jobs and of up to FORGET_BATCH
+    queues whose forgetting was deferred and is due (P:.forget_intervals: finish and fail
+    record emptied queues there), and finish purges that were cut short. Returns the result
+    and the earliest lease expiry left (ms, or None).
 
     One failing queue type does not stop the others: the errors are raised at the end as
     a BatchError whose ``result`` holds what was done, discarded jobs included."""
     now, prefix = s.clock(), s.key_prefix
-    active_types, purging = yield Round(
-        [command(b"SMEMBERS", f"{prefix}:active:queue_type"), command(b"SMEMBERS", f"{prefix}:.purging")],
+    active_types, purging, due = yield Round(
+        [
+            command(b"SMEMBERS", f"{prefix}:active:queue_type"),
+            command(b"SMEMBERS", f"{prefix}:.purging"),
+            command(b"ZRANGEBYSCORE", f"{prefix}:.forget_intervals", b"-inf", now, b"LIMIT", 0, C.FORGET_BATCH),
+        ],
         writes=False,
     )
     result = RequeueResult(requeued=0, discarded=[])
     errors: List[str] = []
     offsets: Dict[str, int] = {}
     emptied: Dict[str, set] = {}
+    if not isinstance(due, ResponseError):  # (a key of another type: nothing is deferred there)
+        for member in due:
+            queue_type, _, queue_id = member.decode().partition(":")
+            if queue_id:
+                emptied.setdefault(queue_type, set()).add(queue_id)
     discards: Dict[str, List[Any]] = {}
     next_expiry: Optional[int] = None
     pending = sorted(raw.decode() for raw in checked(active_types))

@@ -335,9 +335,8 @@ def format_result(result: Dict[str, Any]) -> str:
         f"redeliveries, each after a SIGKILL or an expired lease)",
         f"  interval: {f['interval_dequeues_checked']:,} dequeues of {f['interval_queues']} queues with interval "
         f"{f['interval_ms']} ms checked, {f['interval_violations']} violations (smallest gap / interval: "
-        f"{f['min_gap_ratio']}); closer gaps involving a redelivered job: {f['interval_gaps_after_requeue']} "
-        "(SharQ semantics: finish forgets the interval of a queue left without queued jobs while others of its "
-        "jobs are active; when they come back the queue has no interval until its next enqueue)",
+        f"{f['min_gap_ratio']}, redeliveries included); of those violations, involving a redelivered job: "
+        f"{f['interval_gaps_after_requeue']}",
     ]
     lines += [f"  PROBLEM: {p}" for p in result["problems"][:50]]
     lines.append("soak: OK" if not result["problems"] else f"soak: FAILED ({len(result['problems'])} problems)")

@@ -8,7 +8,7 @@ safe to run twice as they are (they say why in their header).
 
 import hashlib
 from importlib import resources
-from typing import Dict
+from typing import Dict, Tuple
 
 import msgspec
 
@@ -43,11 +43,12 @@ def load_scripts() -> Dict[str, Script]:
 
 
 #: The cluster layout's scripts (lua/cluster/, docs/cluster-layout.md): each works on the
-#: ten keys of one partition (cluster/_partition.lua, put in front of each).
+#: eleven keys of one partition (cluster/_partition.lua, put in front of each).
 CLUSTER_REPLIED_SCRIPTS = (
     "enqueue", "dequeue", "finish", "requeue", "interval", "clear_queue", "extend", "release", "fail",
 )
-CLUSTER_PLAIN_SCRIPTS = ("forget_intervals",)
+#: (None: the requeue script forgets the intervals of gone queues in its last step.)
+CLUSTER_PLAIN_SCRIPTS: Tuple[str, ...] = ()
 
 
 def load_cluster_scripts() -> Dict[str, Script]:
