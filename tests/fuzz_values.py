@@ -7,6 +7,7 @@ Each kind is a predicate written from the documentation (not from the code it ch
 a strategy: a few known edge cases plus arbitrary Python values filtered by the predicate.
 """
 
+import collections.abc
 import datetime
 import decimal
 import enum
@@ -51,6 +52,21 @@ def is_seconds(value: Any, allow_none: bool = True, positive: bool = False) -> b
     return value > 0 if positive else value >= 0
 
 
+def is_queue_types(value: Any) -> bool:
+    """What a Consumer serves: a queue type, an iterable of them, or a mapping of them to
+    int weights >= 1 (README, Consumer loops)."""
+    one = VALID["queue_type"]
+    if isinstance(value, str):
+        return one(value)
+    if isinstance(value, collections.abc.Mapping):
+        return bool(value) and all(one(k) and type(w) is int and w >= 1 for k, w in value.items())
+    try:
+        names = list(value)
+    except TypeError:
+        return False
+    return bool(names) and all(one(name) for name in names)
+
+
 VALID: Dict[str, Callable[[Any], bool]] = {
     "queue_type": lambda v: is_identifier(v) and v not in RESERVED_TYPES,
     "queue_id": lambda v: is_identifier(v) and v not in RESERVED_IDS,
@@ -75,6 +91,7 @@ VALID: Dict[str, Callable[[Any], bool]] = {
     "url": lambda v: isinstance(v, str) and v.startswith(("redis://", "rediss://", "unix://")),
     # Kinds for the Consumer's settings (tests/test_fuzz.py's docstring).
     "callable": callable,
+    "queue_types": lambda v: is_queue_types(v),
     "concurrency": lambda v: is_int(v, 1, MAX),
     "job_timeout": lambda v: is_seconds(v, positive=True),
     "seconds": lambda v: is_seconds(v, allow_none=False),

@@ -156,9 +156,9 @@ def _consumer(world: World, kwargs: Dict[str, Any]) -> Any:
 
 
 ENTRIES.append(Entry("Consumer", _consumer, {
-    "queue_type": QT, "handler": P(lambda w: print, "callable"), "concurrency": P(4, "concurrency"),
+    "queue_type": P("t1", "queue_types"), "handler": P(lambda w: print, "callable"), "concurrency": P(4, "concurrency"),
     "finish_delay": P(0.01, "seconds"), "finish_batch": P(100, "count"), "grace_period": P(5, "seconds"),
-    "job_timeout": P(None, "job_timeout"), "wait_timeout": P(1.0, "poll"), "dead_letter": P("dead", "dead_letter"),
+    "job_timeout": P(None, "job_timeout"), "wait_timeout": P(1.0, "poll"), "dead_letter": P(None, "dead_letter"),
     "on_discard": P(None, "clock"),
 }))
 
