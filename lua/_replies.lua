@@ -83,6 +83,26 @@ local function back_in_ready_set(prefix, queue_type, queue_id, now)
    return ready_at <= now
 end
 
+-- Put jobs back at the front of their queues (release, fail's retry): `order` lists the
+-- queues (T:Q), `queues[T:Q]` is {queue_type, queue_id, job ids in input order}; the first
+-- job of a queue is served first. Returns, per queue type, how many of its queues are
+-- ready now (for the wake-up message).
+local function push_back_front(prefix, order, queues, now)
+   local ready_now = {}
+   for _, queue in ipairs(order) do
+      local queue_type, queue_id, job_ids = queues[queue][1], queues[queue][2], queues[queue][3]
+      local job_queue_key = prefix .. ':' .. queue
+      local length
+      for k = #job_ids, 1, -1 do  -- LPUSH in reverse
+         length = redis.call('LPUSH', job_queue_key, job_ids[k])
+      end
+      if length == #job_ids and back_in_ready_set(prefix, queue_type, queue_id, now) then
+         ready_now[queue_type] = (ready_now[queue_type] or 0) + 1
+      end
+   end
+   return ready_now
+end
+
 -- A queue left without queued jobs (finish, fail's discard) may still have other jobs
 -- held, which would come back (requeue, release, fail) without their interval if it were
 -- deleted now. So its interval is forgotten later: the queue is recorded in the sorted

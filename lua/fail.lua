@@ -147,18 +147,7 @@ for i = FIRST, NARGS, 4 do
    end
 end
 
-local ready_now = {}
-for _, queue in ipairs(order) do
-   local queue_type, queue_id, job_ids = queues[queue][1], queues[queue][2], queues[queue][3]
-   local job_queue_key = prefix .. ':' .. queue
-   local length
-   for k = #job_ids, 1, -1 do  -- LPUSH in reverse: the first failed is served first
-      length = redis.call('LPUSH', job_queue_key, job_ids[k])
-   end
-   if length == #job_ids and back_in_ready_set(prefix, queue_type, queue_id, now) then
-      ready_now[queue_type] = (ready_now[queue_type] or 0) + 1
-   end
-end
+local ready_now = push_back_front(prefix, order, queues, now)
 
 -- A discarded job's queue left without queued jobs forgets its interval once no job of it
 -- can still be held (as SharQ's finish, but deferred: see defer_forget_interval).

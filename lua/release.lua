@@ -64,19 +64,7 @@ for i = 2, NARGS, 4 do
    end
 end
 
-local ready_now = {}
-for _, queue in ipairs(order) do
-   local queue_type, queue_id, job_ids = queues[queue][1], queues[queue][2], queues[queue][3]
-   local ready_key = prefix .. ':' .. queue_type
-   local job_queue_key = ready_key .. ':' .. queue_id
-   local length
-   for k = #job_ids, 1, -1 do  -- LPUSH in reverse: the first released is served first
-      length = redis.call('LPUSH', job_queue_key, job_ids[k])
-   end
-   if length == #job_ids and back_in_ready_set(prefix, queue_type, queue_id, now) then
-      ready_now[queue_type] = (ready_now[queue_type] or 0) + 1
-   end
-end
+local ready_now = push_back_front(prefix, order, queues, now)
 
 for queue_type in pairs(types) do
    if redis.call('EXISTS', prefix .. ':' .. queue_type .. ':active') == 0 then
