@@ -383,8 +383,8 @@ def finish_many(s: Settings, jobs: Iterable[Any], chunk_size: int, replicas: Any
     return [value == 1 for value in results]
 
 
-def extend_many(s: Settings, jobs: Iterable[Any], ms: Any, chunk_size: int) -> Op[List[bool]]:
-    """Move the lease of each Job still held to now + ms; updates the Jobs' expires_at."""
+def extend_args(jobs: Iterable[Any], ms: Any) -> List[Job]:
+    """extend_many's jobs as a list, checked (Job objects only: their lease is updated) with ms."""
     items = list(jobs)
     for index, job in enumerate(items):
         if not isinstance(job, Job):
@@ -394,6 +394,12 @@ def extend_many(s: Settings, jobs: Iterable[Any], ms: Any, chunk_size: int) -> O
                 index=index,
             )
     positive_ms(ms, "ms")
+    return items
+
+
+def extend_many(s: Settings, jobs: Iterable[Any], ms: Any, chunk_size: int) -> Op[List[bool]]:
+    """Move the lease of each Job still held to now + ms; updates the Jobs' expires_at."""
+    items = extend_args(jobs, ms)
     chunk_size = check_batching(chunk_size, 1)
     expiries = yield from _job_ref_rounds(s, "extend", items, chunk_size, True, (s.clock(), ms))
     for job, expiry in zip(items, expiries):

@@ -14,10 +14,10 @@ from redis.exceptions import ResponseError
 from . import _constants as C
 from . import _core
 from ._cluster_keys import Partitions, partition_of
-from ._ops import FAIL_OUTCOMES, check_batching, checked, fail_args, int_arg, queue_type_arg, wake_channel
+from ._ops import FAIL_OUTCOMES, check_batching, checked, extend_args, fail_args, int_arg, queue_type_arg, wake_channel
 from ._rounds import Collect, Draw, Op, Round, Send, Wait, Watch
 from ._replication import replicas_for
-from ._settings import Settings, positive_ms, seconds
+from ._settings import Settings, seconds
 from .exceptions import BadArgumentException, BatchError, OutcomeUnknownError
 from .types import EnqueueResult, FailOutcome, Job, JobRequest
 
@@ -442,15 +442,7 @@ def finish_many(s: Settings, jobs: Iterable[Any], chunk_size: int, replicas: Opt
 
 def extend_many(s: Settings, jobs: Iterable[Any], ms: Any, chunk_size: int) -> Op[List[bool]]:
     """Move the lease of each Job still held to now + ms; updates the Jobs' expires_at."""
-    items = list(jobs)
-    for index, job in enumerate(items):
-        if not isinstance(job, Job):
-            raise BadArgumentException(
-                f"job {index}: extend takes the Job objects that dequeue gave (their lease is "
-                f"updated), not {type(job).__name__}",
-                index=index,
-            )
-    positive_ms(ms, "ms")
+    items = extend_args(jobs, ms)
     chunk_size = check_batching(chunk_size, 1)
     expiries = yield from _job_ref_calls(s, "extend", items, chunk_size, True, (s.clock(), ms))
     for job, expiry in zip(items, expiries):
